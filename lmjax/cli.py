@@ -1,0 +1,80 @@
+"""Shared plumbing for the ``experiments/`` entry points: JAX set-up and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from lmjax.errors import LmjaxError
+
+
+def setup_jax() -> None:
+    """Persistent compilation cache (reruns of a config skip compiling) and quiet logs."""
+    import logging
+
+    import jax
+
+    for name in ("absl", "orbax", "jax"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    cache = os.environ.get("LMJAX_JAX_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmjax" / "jax")
+    if cache != "off":
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def error_exit(message: str, code: int = 2) -> None:
+    print(f"lmjax: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn LmjaxError (and config-composition errors) into one line and exit code 2.
+
+    LMJAX_TRACEBACK=1 shows the full traceback instead.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("LMJAX_TRACEBACK") == "1":
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except LmjaxError as e:
+            error_exit(str(e))
+        except KeyboardInterrupt:
+            error_exit("interrupted", 130)
+        except Exception as e:  # omegaconf errors carry their own clear first line
+            if type(e).__module__.startswith("omegaconf"):
+                error_exit(str(e).splitlines()[0])
+            raise
+    return wrapper
+
+
+_GROUP_WORDS = {"data": "corpus", "framing": "framing", "optim": "optimizer"}
+
+
+def check_group_choices(conf_dir: Path, argv: list[str]) -> None:
+    """Reject ``group=unknown`` overrides with one line before Hydra composes anything.
+
+    Hydra would also refuse them, but with a multi-line listing; this names the group the way a
+    user thinks of it (corpus, framing, optimizer) and lists the choices on the same line.
+    """
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        if "/" in key or "." in key or not (conf_dir / key).is_dir():
+            continue
+        choices = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+        for v in value.split(","):  # multirun sweeps list several
+            v = v.strip()
+            if v and v != "null" and v not in choices and not v.startswith(("choice(", "glob(")):
+                what = _GROUP_WORDS.get(key, key)
+                extra = ", or data=file data.path=PATH" if key == "data" else ""
+                error_exit(f"unknown {what} {v!r}; choose one of {', '.join(choices)}{extra}")

@@ -1,0 +1,269 @@
+"""The config schema: frozen dataclasses, validated on construction.
+
+Hydra composes YAML from ``conf/`` on top of this schema (registered in the ConfigStore as
+``base_config``), so a misspelled key or a wrong type fails at compose time. The entry point turns
+the composed DictConfig into these dataclasses with :func:`from_dictconfig`; the library only ever
+sees the typed objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from lmjax.errors import ConfigError
+
+FRAMING_NAMES = ("one_word", "line_by_line", "n_words", "char", "sequence")
+LEVELS = ("word", "char")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SPLITS = ("position", "none")
+LOGGERS = ("wandb", "none")
+LOGGER_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _positive(name: str, value: float) -> None:
+    _require(value > 0, f"{name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "jack_and_jill"  # a built-in, a registry name, or "file" (then set path)
+    path: Optional[str] = None  # with name=file: any UTF-8 text file
+    data_dir: Optional[str] = None  # where registry corpora live; else $LMJAX_DATA_DIR, else cache
+    lowercase: bool = True
+    split: str = "position"  # position: contiguous train|valid|test blocks; none: train = eval
+    valid_frac: float = 0.05
+    test_frac: float = 0.10
+
+    def __post_init__(self) -> None:
+        _require(self.split in SPLITS, f"data.split must be one of {SPLITS}, got {self.split!r}")
+        _require(0.0 <= self.valid_frac < 1 and 0.0 <= self.test_frac < 1,
+                 "data.valid_frac and data.test_frac must be in [0, 1)")
+        _require(self.valid_frac + self.test_frac < 0.9,
+                 f"data.valid_frac + data.test_frac must leave text to train on "
+                 f"(got {self.valid_frac} + {self.test_frac})")
+        if self.name == "file":
+            _require(bool(self.path), "data=file needs a path: add data.path=/path/to/text.txt")
+
+
+@dataclass(frozen=True)
+class FramingConfig:
+    name: str = "line_by_line"  # one of FRAMING_NAMES (two_word/three_word are n_words presets)
+    level: str = "word"  # word | char (char framing is always char)
+    n_words: int = 1  # n_words framing: tokens in, one out
+    seq_len: int = 40  # char and sequence framings: window length
+    step: int = 3  # char framing: stride between windows; sequence: 0 means seq_len
+    cross_lines: bool = True  # may a window span a line break?
+
+    def __post_init__(self) -> None:
+        _require(self.name in FRAMING_NAMES,
+                 f"unknown framing {self.name!r}; choose one of {', '.join(FRAMING_NAMES)} "
+                 f"(or the presets two_word, three_word)")
+        _require(self.level in LEVELS, f"framing.level must be word or char, got {self.level!r}")
+        _require(not (self.name == "char" and self.level != "char"),
+                 "framing=char works at char level: set framing.level=char")
+        _require(not (self.name in ("one_word", "line_by_line", "n_words") and self.level != "word"),
+                 f"framing={self.name} is a word framing: set framing.level=word")
+        _positive("framing.n_words", self.n_words)
+        _positive("framing.seq_len", self.seq_len)
+        _require(self.step >= 0, f"framing.step must be >= 0, got {self.step}")
+        _require(not (self.name == "char" and self.step == 0), "framing.step must be > 0 for char")
+
+    @property
+    def label(self) -> str:
+        """A readable framing name: n_words with n = 2 is "two_word", and so on."""
+        if self.name == "n_words":
+            return {1: "one_word", 2: "two_word", 3: "three_word"}.get(self.n_words,
+                                                                       f"{self.n_words}_words")
+        return self.name
+
+    @property
+    def token_level(self) -> str:
+        return "char" if self.name == "char" else self.level
+
+    @property
+    def last_only(self) -> bool:
+        """True for many-to-one framings: only the last position carries a target."""
+        return self.name != "sequence"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embed_size: int = 10  # 0: one-hot inputs (the keyboard tutorial), no embedding table
+    hidden_size: int = 50
+    num_layers: int = 1
+    dropout: float = 0.0  # on the LSTM outputs, between layers and before the output layer
+    tie_embeddings: bool = False  # output layer = embedding^T (needs embed_size == hidden_size)
+
+    def __post_init__(self) -> None:
+        _require(self.embed_size >= 0, f"model.embed_size must be >= 0, got {self.embed_size}")
+        _positive("model.hidden_size", self.hidden_size)
+        _positive("model.num_layers", self.num_layers)
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _require(not self.tie_embeddings or self.embed_size == self.hidden_size,
+                 "model.tie_embeddings needs model.embed_size == model.hidden_size "
+                 f"(got {self.embed_size} and {self.hidden_size})")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # adam | rmsprop | sgd
+    lr: float = 1e-3
+    clip_norm: float = 5.0  # clip_by_global_norm; 0 turns clipping off
+    eps: float = 1e-7  # Keras' default for adam and rmsprop
+    momentum: float = 0.0  # sgd only
+    rho: float = 0.9  # rmsprop decay (Keras' rho)
+
+    def __post_init__(self) -> None:
+        _require(self.name in OPTIMIZERS,
+                 f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        _positive("optim.lr", self.lr)
+        _require(self.clip_norm >= 0, f"optim.clip_norm must be >= 0, got {self.clip_norm}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 500
+    batch_size: int = 32
+    eval_batch_size: int = 512
+    eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
+    time_budget_s: float = 0.0  # stop after this much training time (0 = no limit)
+    steps_per_call: int = 0  # train steps fused in one jitted scan (0 = automatic)
+    checkpoint_every: int = 0  # epochs between checkpoints (0 = at the end only)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("train.epochs", self.epochs)
+        _positive("train.batch_size", self.batch_size)
+        _positive("train.eval_batch_size", self.eval_batch_size)
+        _require(self.eval_max_train_samples >= 0, "train.eval_max_train_samples must be >= 0")
+        _require(self.time_budget_s >= 0, "train.time_budget_s must be >= 0")
+        _require(self.steps_per_call >= 0, "train.steps_per_call must be >= 0")
+        _require(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    prompts: List[str] = field(default_factory=lambda: ["jack", "jill"])
+    length: int = 6  # tokens generated after each prompt
+
+    def __post_init__(self) -> None:
+        _require(self.length >= 0, f"sample.length must be >= 0, got {self.length}")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none (metrics.jsonl is always written)
+    mode: str = "auto"  # auto: online with an API key, else offline
+    project: str = "lmjax"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.name in LOGGERS, f"logger must be one of {LOGGERS}, got {self.name!r}")
+        _require(self.mode in LOGGER_MODES,
+                 f"logger.mode must be one of {LOGGER_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    framing: FramingConfig = field(default_factory=FramingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes training (not logging or progress display)."""
+        d = self.to_dict()
+        d.pop("logger")
+        d["train"].pop("progress")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Build a Config from a plain dict (e.g. a run dir's config.yaml); unknown keys fail."""
+    sections = {
+        "data": DataConfig, "framing": FramingConfig, "model": ModelConfig, "optim": OptimConfig,
+        "train": TrainConfig, "sample": SampleConfig, "logger": LoggerConfig,
+    }
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in sections:
+            try:
+                kwargs[key] = sections[key](**value)
+            except TypeError as e:
+                raise ConfigError(f"bad config section {key!r}: {e}") from None
+        elif key in ("name", "seed"):
+            kwargs[key] = value
+        else:
+            raise ConfigError(f"unknown config key {key!r}")
+    return Config(**kwargs)
+
+
+def from_dictconfig(cfg: Any) -> Config:
+    """Hydra's composed DictConfig -> typed Config (validation runs in __post_init__)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        msg = str(e).splitlines()[0]
+        if "Missing mandatory value" in msg and "data.path" in str(e):
+            msg = "data=file needs a path: add data.path=/path/to/text.txt"
+        raise ConfigError(msg) from None
+    container.pop("hydra", None)
+    return from_dict(container)
+
+
+def _schema(cls: type) -> type:
+    """A mutable twin of a frozen config dataclass, for Hydra to merge YAML into.
+
+    OmegaConf marks structured configs made from frozen dataclasses read-only, so group files
+    could not be merged on top. The twin has the same fields, types and defaults (no
+    ``__post_init__``); the frozen classes above still validate when the result is built.
+    """
+    fields = []
+    for f in dataclasses.fields(cls):
+        ftype = f.type if not isinstance(f.type, str) else eval_type(f.type)
+        if dataclasses.is_dataclass(ftype):
+            sub = _schema(ftype)
+            fields.append((f.name, sub, field(default_factory=sub)))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, ftype, field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, ftype, field(default=f.default)))
+    return dataclasses.make_dataclass(cls.__name__ + "Schema", fields)
+
+
+def eval_type(name: str) -> Any:
+    """Resolve a postponed annotation string of this module (``from __future__ annotations``)."""
+    import typing
+
+    namespace = {**globals(), **vars(typing)}
+    return typing._eval_type(typing.ForwardRef(name), namespace, namespace)  # noqa: SLF001
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra's ConfigStore (``defaults: [base_config, ...]``)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=_schema(Config))

@@ -1,0 +1,17 @@
+"""Errors lmjax reports to users as one line (the entry points print them without a traceback)."""
+
+
+class LmjaxError(Exception):
+    """Base class: a problem with the user's input, config or files, not a bug in lmjax."""
+
+
+class ConfigError(LmjaxError, ValueError):
+    """A config value is out of range or inconsistent."""
+
+
+class DataError(LmjaxError):
+    """A corpus is missing, unreadable, empty or too short."""
+
+
+class CheckpointError(LmjaxError):
+    """A checkpoint or run directory cannot be used as asked."""

@@ -1,0 +1,102 @@
+"""The language model: embedding -> stacked scan-LSTM layers -> (dropout) -> dense to the vocab.
+
+Everything runs time-major, (T, B, ...), because that is the layout ``lax.scan`` walks; the
+tokens are transposed once on the way in, so no (B, T, H) activation is ever transposed.
+Initialisers follow Keras' defaults (the tutorials' models): glorot-uniform input kernels,
+orthogonal recurrent kernels, zero biases with the forget gate at 1, embeddings U(-0.05, 0.05).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lmjax.config import ModelConfig
+from lmjax.model.lstm_kernel import lstm_recurrence
+
+_glorot = jax.nn.initializers.glorot_uniform()
+_orthogonal = jax.nn.initializers.orthogonal()
+
+
+class LSTMLayer(nnx.Module):
+    """One LSTM layer; the four gates (i, f, g, o) share one fused weight matrix."""
+
+    def __init__(self, in_size: int, hidden: int, *, rngs: nnx.Rngs, table_input: bool = False):
+        self.hidden = hidden
+        # table_input: the layer input is a token id (one-hot); w_ih is then a (V, 4H) lookup table.
+        self.table_input = table_input
+        self.w_ih = nnx.Param(_glorot(rngs.params(), (in_size, 4 * hidden)))
+        self.w_hh = nnx.Param(_orthogonal(rngs.params(), (hidden, 4 * hidden)))
+        self.b = nnx.Param(jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0))
+
+    def project(self, x: jax.Array) -> jax.Array:
+        """Input projection for every step at once, outside the recurrence.
+
+        x: (T, B) int token ids if table_input else (T, B, D) -> (T, B, 4H).
+        """
+        if self.table_input:
+            return self.w_ih[...][x] + self.b[...]
+        return jnp.einsum("tbd,dg->tbg", x, self.w_ih[...]) + self.b[...]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: (T, B) ids or (T, B, D) -> hidden states (T, B, H)."""
+        xp = self.project(x)
+        zeros = jnp.zeros((xp.shape[1], self.hidden), xp.dtype)
+        hs, _ = lstm_recurrence(xp, self.w_hh[...], zeros, zeros)
+        return hs
+
+
+class LanguageModel(nnx.Module):
+    def __init__(self, vocab_size: int, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.vocab_size = vocab_size
+        self.dropout = cfg.dropout
+        self.tied = cfg.tie_embeddings
+        one_hot = cfg.embed_size == 0  # the keyboard tutorial feeds one-hot vectors
+        if one_hot:
+            self.embed = None
+        else:
+            init = jax.nn.initializers.uniform(0.1)
+            self.embed = nnx.Param(init(rngs.params(), (vocab_size, cfg.embed_size)) - 0.05)
+        layers = []
+        in_size = vocab_size if one_hot else cfg.embed_size
+        for i in range(cfg.num_layers):
+            layers.append(LSTMLayer(in_size, cfg.hidden_size, rngs=rngs,
+                                    table_input=one_hot and i == 0))
+            in_size = cfg.hidden_size
+        self.layers = nnx.List(layers)
+        if not self.tied:
+            self.w_out = nnx.Param(_glorot(rngs.params(), (cfg.hidden_size, vocab_size)))
+        self.b_out = nnx.Param(jnp.zeros((vocab_size,)))
+
+    def _drop(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        if key is None or self.dropout == 0.0:
+            return x
+        keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
+        return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
+
+    def hidden_states(self, tokens: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+        """tokens: (B, T) int -> top-layer states (T, B, H), dropout applied if a key is given."""
+        x = tokens.T  # (T, B)
+        if self.embed is not None:
+            x = self.embed[...][x]  # (T, B, E)
+        keys = (jax.random.split(dropout_key, len(self.layers))
+                if dropout_key is not None else [None] * len(self.layers))
+        for layer, k in zip(self.layers, keys):
+            x = self._drop(layer(x), k)
+        return x
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        """(..., H) -> (..., V)."""
+        w = self.embed[...].T if self.tied else self.w_out[...]
+        return h @ w + self.b_out[...]
+
+    def __call__(self, tokens: jax.Array, *, last_only: bool = False,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        """tokens: (B, T) -> logits (B, V) if last_only else (T, B, V) (time-major)."""
+        h = self.hidden_states(tokens, dropout_key)
+        return self.logits(h[-1] if last_only else h)
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

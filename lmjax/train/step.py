@@ -1,0 +1,102 @@
+"""Pure, jitted training and evaluation steps.
+
+The NNX model is split once into a graph definition and a parameter State; the jitted functions
+take and return plain pytrees (:class:`TrainState`), so they can be donated, vmapped over seeds
+and sharded. One jit boundary covers a *chunk* of steps: a ``lax.scan`` over K batch-index rows
+that gathers each batch from the device-resident dataset, so the host only dispatches once per
+K steps and never waits for a step to finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from lmjax.train.metrics import weighted_sums
+
+Batch = dict[str, jax.Array]  # inputs/targets: (B, T) int32, weights: (B, T) float32
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # nnx.State of the model's Params
+    opt_state: Any
+    step: jax.Array  # () int32: optimizer steps taken
+    key: jax.Array  # (2,) uint32: dropout base key; step s uses fold_in(key, s)
+
+
+class Steps:
+    """The jitted functions for one model architecture, optimizer and framing."""
+
+    def __init__(self, graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
+                 last_only: bool, dropout: bool):
+        self.graphdef = graphdef
+        self.tx = tx
+        self.last_only = last_only
+        self.dropout = dropout
+        self.train_chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self.eval_chunk = jax.jit(self._eval_chunk)
+        self.predict = jax.jit(self._predict)
+
+    # --- pure functions ----------------------------------------------------------------------
+    def apply(self, params: Any, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """inputs (B, T) -> logits (B, V) if last_only else (T, B, V)."""
+        model = nnx.merge(self.graphdef, params)
+        return model(inputs, last_only=self.last_only, dropout_key=key)
+
+    def _select(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        """Targets and weights laid out like the logits: (B,) or (T, B)."""
+        if self.last_only:
+            return batch["targets"][:, -1], batch["weights"][:, -1]
+        return batch["targets"].T, batch["weights"].T
+
+    def loss(self, params: Any, batch: Batch, key: jax.Array | None = None):
+        logits = self.apply(params, batch["inputs"], key)
+        targets, weights = self._select(batch)
+        sums = weighted_sums(logits, targets, weights)
+        return sums["loss_sum"] / jnp.maximum(sums["weight"], 1.0), sums
+
+    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(state.key, state.step) if self.dropout else None
+        (loss, sums), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, batch, key)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        sums = dict(sums, grad_norm=optax.global_norm(grads), step_loss=loss)
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), sums
+
+    def _train_chunk(self, state: TrainState, data: Batch, idx: jax.Array):
+        """data: dataset arrays (N + 1, T), row N all-zero weights; idx: (K, B) row ids.
+
+        Returns the new state, metric sums over the K steps and the per-step losses (K,).
+        """
+        def body(st, ix):
+            return self.train_step(st, {k: v[ix] for k, v in data.items()})
+
+        state, per_step = jax.lax.scan(body, state, idx)
+        losses = per_step.pop("step_loss")
+        per_step.pop("grad_norm")
+        return state, {k: v.sum(0) for k, v in per_step.items()}, losses
+
+    def _eval_chunk(self, params: Any, data: Batch, idx: jax.Array) -> dict:
+        """Metric sums of ``params`` over the rows idx (E, B) of data (no dropout)."""
+        def body(acc, ix):
+            _, sums = self.loss(params, {k: v[ix] for k, v in data.items()})
+            return {k: acc[k] + sums[k] for k in acc}, None
+
+        zero = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct", "top5", "weight")}
+        out, _ = jax.lax.scan(body, zero, idx)
+        return out
+
+    def _predict(self, params: Any, inputs: jax.Array) -> jax.Array:
+        """Log-probabilities of the token after each row: inputs (B, T) -> (B, V)."""
+        model = nnx.merge(self.graphdef, params)
+        return jax.nn.log_softmax(model(inputs, last_only=True).astype(jnp.float32), axis=-1)
+
+
+def init_state(params: Any, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    return TrainState(params=params, opt_state=tx.init(params),
+                      step=jnp.zeros((), jnp.int32), key=key)

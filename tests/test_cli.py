@@ -1,0 +1,78 @@
+"""The command line: schema checks at compose time, one-line errors for bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from lmjax.config import from_dictconfig, register_configs
+
+from .conftest import REPO
+
+register_configs()
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        return compose("config", overrides=["name=t", *overrides])
+
+
+def test_schema_composes_presets():
+    cfg = from_dictconfig(_compose("experiment=brownlee_two_word"))
+    assert cfg.framing.name == "n_words" and cfg.framing.n_words == 2
+    assert cfg.model.hidden_size == 50 and cfg.train.epochs == 500
+    kb = from_dictconfig(_compose("experiment=keyboard_nietzsche"))
+    assert (kb.framing.seq_len, kb.framing.step, kb.model.hidden_size) == (40, 3, 128)
+    assert (kb.optim.name, kb.optim.lr, kb.train.batch_size, kb.model.embed_size) == (
+        "rmsprop", 0.01, 128, 0)
+
+
+@pytest.mark.parametrize("override", ["model.hiden_size=3", "train.epoch=3"])
+def test_schema_rejects_unknown_key(override):
+    with pytest.raises(ConfigCompositionException):
+        _compose(override)
+
+
+@pytest.mark.parametrize("override", ["model.hidden_size=abc", "train.progress=maybe"])
+def test_schema_rejects_wrong_type(override):
+    with pytest.raises(ConfigCompositionException):
+        _compose(override)
+
+
+def _cli(*args, cwd=REPO):
+    env = dict(os.environ, WANDB_MODE="disabled")
+    env.pop("LMJAX_TRACEBACK", None)
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args, "logger=none"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data=nosuch"], "unknown corpus 'nosuch'"),
+    (["framing=nosuch"], "unknown framing 'nosuch'"),
+    (["data=file", "data.path=/no/such/file.txt"], "corpus file not found: /no/such/file.txt"),
+    (["data=file", "data.path={empty}"], "is empty"),
+    (["data=file", "data.path={short}", "framing=char"], "too short for framing=char"),
+    (["framing=char", "framing.seq_len=0"], "framing.seq_len must be > 0"),
+    (["framing=sequence", "framing.seq_len=-3"], "framing.seq_len must be > 0"),
+    (["data=file"], "data=file needs a path"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "short.txt").write_text("just a few characters\n")
+    args = [a.format(empty=tmp_path / "empty.txt", short=tmp_path / "short.txt") for a in args]
+    r = _cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lmjax: error:"), r.stderr
+    assert message in lines[0]
+
+
+def test_cli_trains_and_writes_run_dir(tmp_path):
+    r = _cli("framing=two_word", "train.epochs=20", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "two_word" in r.stdout
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "config.yaml").is_file()
