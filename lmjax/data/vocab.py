@@ -7,6 +7,7 @@ order of first appearance); char vocabularies are sorted, as in the keyboard tut
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ class Vocab:
         return list(text)
 
     # --- persistence (JSON only) -------------------------------------------------------------
+    def sha256(self) -> str:
+        """A fingerprint of level and tokens (checkpoints record it to detect edited files)."""
+        return hashlib.sha256(json.dumps([self.level, *self.tokens]).encode()).hexdigest()
+
     def to_json(self) -> dict:
         return {"format": "lmjax-vocab-1", "level": self.level, "tokens": list(self.tokens)}
 

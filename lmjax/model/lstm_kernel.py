@@ -19,8 +19,8 @@ a_t = (i, f, g, o) (T, B, 4H) and the cell states c_t (T, B, H); ``hs`` is an ou
 serves as the h_{t-1} record. The backward scan runs over time in reverse and only produces
 dz_t = dL/dz_t (which *is* dL/dxp[t]) and the carries dh, dc; the recurrent-weight gradient is then
 ONE (H, T*B) @ (T*B, 4H) matmul, dW_hh = sum_t h_{t-1}^T dz_t, instead of T small accumulations.
-On a 2-core CPU this is ~15-30% faster than autodiff through ``lax.scan`` (value_and_grad), and
-the gradients agree with autodiff to float32 rounding. Choices that were measured and kept:
+On a 2-core CPU, jitted value_and_grad through it is x1.13-1.46 faster than autodiff through
+``lax.scan`` (more so at larger H), and the gradients agree with autodiff to float32 rounding. Choices that were measured and kept:
 ``unroll=1`` (unrolling was slower); activations saved rather than pre-activations (recomputing
 sigmoid/tanh in the backward pass was slower); tanh(c_t) recomputed rather than saved (same
 speed, less memory); the backward's gate-derivative as one fused (B, 4H) expression; the

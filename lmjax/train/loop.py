@@ -156,9 +156,10 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
         samples = _samples(cfg, steps, state, vocab, t_len)
         (run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
         ckpt = Checkpointer(run_dir / "checkpoints")
-        ckpt.save(int(state.step), _state_tree(state),
+        ckpt.save(int(state.step), state_tree(state),
                   {"epoch": epochs_done, "step": int(state.step), "seq_len": t_len,
-                   "vocab_size": len(vocab), "config_hash": cfg.fingerprint(),
+                   "vocab_size": len(vocab), "vocab_sha256": vocab.sha256(),
+                   "config_hash": cfg.fingerprint(),
                    "wandb_id": trackers.wandb_run_id})
         ckpt.close()
     except BaseException as e:
@@ -249,7 +250,7 @@ def _samples(cfg: Config, steps: Steps, state: TrainState, vocab: Vocab, width: 
                 for p in cfg.sample.prompts]
 
 
-def _state_tree(state: TrainState) -> dict:
+def state_tree(state: TrainState) -> dict:
     return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
             "key": state.key}
 

@@ -1,0 +1,74 @@
+"""Load a trained run from its directory alone: config.yaml, vocab.json, orbax checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+from flax import nnx
+
+from lmjax.config import Config, from_dict
+from lmjax.data.vocab import Vocab
+from lmjax.errors import CheckpointError
+from lmjax.train.checkpoint import Checkpointer
+from lmjax.train.loop import build_model, make_steps, state_tree
+from lmjax.train.step import Steps, TrainState, init_state
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: Config
+    vocab: Vocab
+    steps: Steps
+    state: TrainState
+    seq_len: int  # the window the model was trained on (prompts are fitted to it)
+    meta: dict
+
+    @property
+    def params(self) -> Any:
+        return self.state.params
+
+    @property
+    def model(self) -> nnx.Module:
+        return nnx.merge(self.steps.graphdef, self.state.params)
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) int token ids -> (B, V) log-probabilities of the next token."""
+        return np.asarray(self.steps.predict(self.state.params, jnp.asarray(ids, jnp.int32)))
+
+
+def load_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not an lmjax run directory (no config.yaml)")
+    try:
+        return from_dict(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"cannot parse {path}: {e}") from None
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
+    """The trained state of ``run_dir`` (latest checkpoint unless ``step`` is given)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    vocab = Vocab.load(run_dir / "vocab.json")
+    graphdef, params = build_model(cfg, len(vocab))
+    steps = make_steps(cfg, graphdef)
+    template = state_tree(init_state(params, steps.tx, jax.random.PRNGKey(0)))
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        tree, meta = ckpt.restore(template, step)
+    finally:
+        ckpt.close()
+    if meta.get("vocab_sha256") != vocab.sha256():
+        raise CheckpointError(f"{run_dir / 'vocab.json'} does not match the vocabulary the "
+                              f"checkpoint was trained with; was it edited?")
+    state = TrainState(params=tree["params"], opt_state=tree["opt_state"],
+                       step=jnp.asarray(tree["step"]), key=jnp.asarray(tree["key"]))
+    return LoadedRun(run_dir, cfg, vocab, steps, state, int(meta["seq_len"]), meta)
