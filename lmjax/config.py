@@ -137,7 +137,10 @@ class TrainConfig:
     eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
     time_budget_s: float = 0.0  # stop after this much training time (0 = no limit)
     steps_per_call: int = 0  # train steps fused in one jitted scan (0 = automatic)
-    checkpoint_every: int = 0  # epochs between checkpoints (0 = at the end only)
+    checkpoint_every: int = 0  # epochs between checkpoints (0 = off; the end always saves)
+    checkpoint_every_steps: int = 0  # optimizer steps between checkpoints, mid-epoch too (0 = off)
+    checkpoint_every_s: float = 60.0  # seconds between checkpoints, mid-epoch too (0 = off)
+    keep_checkpoints: int = 3  # the latest N are kept, plus the best by validation loss
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -148,6 +151,9 @@ class TrainConfig:
         _require(self.time_budget_s >= 0, "train.time_budget_s must be >= 0")
         _require(self.steps_per_call >= 0, "train.steps_per_call must be >= 0")
         _require(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
+        _require(self.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0")
+        _require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s must be >= 0")
+        _positive("train.keep_checkpoints", self.keep_checkpoints)
 
 
 @dataclass(frozen=True)
@@ -185,16 +191,58 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    resume: bool = False  # continue the run in the run dir from its latest checkpoint
+    overwrite: bool = False  # replace a run dir that holds a run with a different config
+
+    def __post_init__(self) -> None:
+        _require(not (self.resume and self.overwrite),
+                 "resume=true and overwrite=true contradict each other; choose one")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A hash of everything that shapes training (not logging or progress display)."""
-        d = self.to_dict()
-        d.pop("logger")
-        d["train"].pop("progress")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of everything that shapes training (not logging, progress or checkpoints)."""
+        return _hash(self.to_dict(), _NOT_TRAINING, ("logger.",))
+
+    def resume_fingerprint(self) -> str:
+        """A hash of what must not change when a run is resumed: its fingerprint without
+        ``name``, ``train.epochs`` and ``train.time_budget_s`` (those may grow) or samples."""
+        return _hash(self.to_dict(), RESUME_FREE_KEYS, RESUME_FREE_PREFIXES)
+
+
+# Keys that do not change the training trajectory (flattened, dotted).
+_NOT_TRAINING = frozenset({
+    "resume", "overwrite", "train.progress", "train.checkpoint_every",
+    "train.checkpoint_every_steps", "train.checkpoint_every_s", "train.keep_checkpoints",
+})
+# Keys a resumed run may change: the above, plus how long to train, the name, the samples,
+# logging and where corpora live (checkpoints record the corpus text's sha256 instead).
+RESUME_FREE_KEYS = _NOT_TRAINING | {"name", "train.epochs", "train.time_budget_s",
+                                    "data.data_dir", "data.path"}
+RESUME_FREE_PREFIXES = ("logger.", "sample.")
+
+
+def resume_relevant(d: dict[str, Any]) -> dict[str, Any]:
+    """The flattened entries of a config dict that a resumed run must keep unchanged."""
+    return {k: v for k, v in flat_dict(d).items()
+            if k not in RESUME_FREE_KEYS and not k.startswith(RESUME_FREE_PREFIXES)}
+
+
+def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _hash(d: dict[str, Any], drop: frozenset[str], prefixes: tuple[str, ...]) -> str:
+    flat = {k: v for k, v in flat_dict(d).items() if k not in drop and not k.startswith(prefixes)}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def from_dict(d: dict[str, Any]) -> Config:
@@ -210,7 +258,7 @@ def from_dict(d: dict[str, Any]) -> Config:
                 kwargs[key] = sections[key](**value)
             except TypeError as e:
                 raise ConfigError(f"bad config section {key!r}: {e}") from None
-        elif key in ("name", "seed"):
+        elif key in ("name", "seed", "resume", "overwrite"):
             kwargs[key] = value
         else:
             raise ConfigError(f"unknown config key {key!r}")

@@ -15,3 +15,15 @@ class DataError(LmjaxError):
 
 class CheckpointError(LmjaxError):
     """A checkpoint or run directory cannot be used as asked."""
+
+
+class TrainingDiverged(LmjaxError):
+    """The loss (or the parameters) became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Interrupted(LmjaxError):
+    """SIGTERM or SIGINT stopped a run after it saved a checkpoint (exit status 128 + signal)."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -3,6 +3,9 @@
 W&B runs online when an API key is configured (``WANDB_API_KEY`` or a ``wandb login``) and
 offline otherwise, so a missing network never blocks or fails a run; ``logger=none`` or
 ``logger.mode=disabled`` turns it off. Offline runs can be uploaded later with ``wandb sync``.
+
+A resumed run continues the same W&B run (same id, ``resume="allow"``) and first cuts
+``metrics.jsonl`` back to the epochs its checkpoint had logged, so no epoch appears twice.
 """
 
 from __future__ import annotations
@@ -29,10 +32,37 @@ def _clean(v: Any) -> Any:
     return v
 
 
-class JsonlTracker:
-    """One JSON object per log call in ``metrics.jsonl`` (appended, flushed each line)."""
+def truncate_metrics(path: Path, keep_epochs: int) -> int:
+    """Keep the rows of epochs 1..keep_epochs of a metrics.jsonl (and drop a half-written last
+    line); the file is replaced atomically. Returns the number of rows kept."""
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and \
+                row["epoch"] <= keep_epochs:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(kept)
 
-    def __init__(self, path: Path):
+
+class JsonlTracker:
+    """One JSON object per log call in ``metrics.jsonl`` (appended, flushed each line).
+
+    ``keep_epochs`` (a resumed run): first cut the file back to those epochs.
+    """
+
+    def __init__(self, path: Path, keep_epochs: int | None = None):
+        if keep_epochs is not None:
+            truncate_metrics(path, keep_epochs)
+        elif path.exists():
+            path.unlink()  # a new run never appends to an old file
         self._f = open(path, "a", encoding="utf-8")
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
@@ -44,7 +74,8 @@ class JsonlTracker:
         pass  # summary.json is written by the loop
 
     def finish(self, exit_code: int = 0) -> None:
-        self._f.close()
+        if not self._f.closed:
+            self._f.close()
 
 
 def _has_wandb_key() -> bool:
@@ -91,7 +122,9 @@ class WandbTracker:
                 self.run.summary[k] = v
 
     def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
 
 
 class Trackers:
@@ -127,8 +160,10 @@ class Trackers:
 
 
 def make_trackers(cfg: LoggerConfig, run_dir: Path, name: str, config: dict,
-                  wandb_id: str | None = None) -> Trackers:
-    trackers: list[Tracker] = [JsonlTracker(run_dir / "metrics.jsonl")]
+                  wandb_id: str | None = None, keep_epochs: int | None = None) -> Trackers:
+    """metrics.jsonl (+ W&B). ``wandb_id`` resumes that W&B run; ``keep_epochs`` (resume) cuts
+    metrics.jsonl back to the epochs 1..keep_epochs instead of starting it afresh."""
+    trackers: list[Tracker] = [JsonlTracker(run_dir / "metrics.jsonl", keep_epochs)]
     if cfg.name == "wandb" and wandb_mode(cfg) != "disabled":
         trackers.append(WandbTracker(cfg, run_dir, name, config, wandb_id))
     return Trackers(trackers)

@@ -108,7 +108,10 @@ def read_text_file(path: str | Path) -> str:
         raise DataError(f"corpus file not found: {p}")
     if not p.is_file():
         raise DataError(f"corpus path is not a file: {p}")
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as e:  # permissions, a vanished file, an I/O error
+        raise DataError(f"cannot read corpus file {p}: {e.strerror or e}") from None
     if b"\x00" in raw[:65536]:
         raise DataError(f"corpus file looks binary (NUL bytes): {p}; give a UTF-8 text file")
     try:

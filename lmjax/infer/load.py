@@ -61,14 +61,16 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     graphdef, params = build_model(cfg, len(vocab))
     steps = make_steps(cfg, graphdef)
     template = state_tree(init_state(params, steps.tx, jax.random.PRNGKey(0)))
-    ckpt = Checkpointer(run_dir / "checkpoints")
+    # read-only: never creates, cleans or deletes anything (the run may still be training)
+    ckpt = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:
+        step = ckpt.latest_step() if step is None else step  # one step for meta and state
+        if ckpt.restore_meta(step).get("vocab_sha256") != vocab.sha256():
+            raise CheckpointError(f"{run_dir / 'vocab.json'} does not match the vocabulary the "
+                                  f"checkpoint was trained with; was it edited?")
         tree, meta = ckpt.restore(template, step)
     finally:
         ckpt.close()
-    if meta.get("vocab_sha256") != vocab.sha256():
-        raise CheckpointError(f"{run_dir / 'vocab.json'} does not match the vocabulary the "
-                              f"checkpoint was trained with; was it edited?")
     state = TrainState(params=tree["params"], opt_state=tree["opt_state"],
                        step=jnp.asarray(tree["step"]), key=jnp.asarray(tree["key"]))
     return LoadedRun(run_dir, cfg, vocab, steps, state, int(meta["seq_len"]), meta)

@@ -1,10 +1,16 @@
 """Orbax checkpoints of the whole training state, plus JSON metadata.
 
-The state pytree is saved as a flat ``{path: array}`` dict, and restored by matching those
-paths against a template built from the run's config and vocabulary. A checkpoint that does not
-fit the model (another config, an edited vocabulary) fails with a clear error instead of
-loading half-matching arrays. Orbax writes each step to a temporary folder and renames it when
-complete, so an interrupted write is never taken for a checkpoint.
+One orbax ``CheckpointManager`` per run dir (``run_dir/checkpoints/<step>/``) keeps the latest
+``keep`` checkpoints plus the one with the best validation loss (a preservation policy: latest N
+or best 1). Each step folder holds two items: ``state`` (params, optimizer state, step, dropout
+key, saved as a flat ``{path: array}`` dict) and ``meta`` (JSON: position in the data order,
+running sums, best metric, vocabulary hash, config hash, W&B run id; see results/README.md).
+
+Restoring matches the saved paths and shapes against a template built from the run's config and
+vocabulary, so a checkpoint that does not fit the model (another config, an edited vocabulary)
+fails with a clear error instead of loading half-matching arrays. Orbax writes each step to
+``<step>.orbax-checkpoint-tmp`` and renames it when complete; such leftovers of an interrupted
+write are never listed as checkpoints and are deleted when the manager opens.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as cm
+from orbax.checkpoint.path import atomicity
 
 from lmjax.errors import CheckpointError
+from lmjax.train import faults
+
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
 def _key_name(k: Any) -> str:
@@ -47,41 +58,89 @@ def unflatten(template: Any, flat: dict[str, Any]) -> Any:
         if np.shape(arr) != np.shape(ref):
             raise CheckpointError(f"checkpoint array {name} has shape {np.shape(arr)}, the model "
                                   f"expects {np.shape(ref)}; was the config or vocabulary changed?")
-        leaves.append(arr)
+        leaves.append(np.asarray(arr, dtype=np.asarray(ref).dtype))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-class Checkpointer:
-    """An orbax CheckpointManager over ``run_dir/checkpoints``."""
+class _HookedTemporaryPath(atomicity.AtomicRenameTemporaryPath):
+    """Orbax's atomic tmp-dir-then-rename, with the ``ckpt_write`` fault point before the rename
+    of the step folder (only used when a test armed that point)."""
 
-    def __init__(self, directory: Path, max_to_keep: int = 3):
+    async def finalize(self, *args: Any, **kwargs: Any) -> None:
+        if TMP_SUFFIX in self.get().name and TMP_SUFFIX not in self.get().parent.name:
+            faults.reached("ckpt_write")
+        return await super().finalize(*args, **kwargs)
+
+
+def _val_loss(metrics: Any) -> float:
+    return float(metrics["val_loss"])
+
+
+class Checkpointer:
+    """An orbax CheckpointManager over ``directory``: latest ``keep`` + best by val_loss."""
+
+    def __init__(self, directory: Path, keep: int = 3, read_only: bool = False):
         self.directory = Path(directory).absolute()
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"no checkpoints in {self.directory}")
+        policy = cm.AnyPreservationPolicy([
+            cm.LatestN(n=keep),
+            cm.BestN(get_metric_fn=_val_loss, reverse=True, n=1,
+                     keep_checkpoints_without_metrics=False),
+        ])
+        extra = {"temporary_path_class": _HookedTemporaryPath} if faults.armed("ckpt_write") else {}
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                                 enable_async_checkpointing=False),
+            options=ocp.CheckpointManagerOptions(
+                preservation_policy=policy, create=not read_only, read_only=read_only,
+                enable_async_checkpointing=False, cleanup_tmp_directories=not read_only,
+                **extra),
         )
 
-    def save(self, step: int, state: Any, meta: dict) -> None:
+    def save(self, step: int, state: Any, meta: dict, val_loss: float | None = None) -> None:
+        """Write ``state`` and ``meta`` as step ``step``; ``val_loss`` ranks it for "best"."""
         flat = {k: np.asarray(v) for k, v in flatten(state).items()}
+        metrics = {"val_loss": val_loss} if val_loss is not None and np.isfinite(val_loss) else None
+        if step in self.manager.all_steps():  # the same step holds the same state: keep it
+            return
+        faults.reached("ckpt_begin")
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)), force=True)
+            state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)), metrics=metrics,
+            force=True)
         self.manager.wait_until_finished()
+        faults.reached("ckpt_done")
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
-        """(state in the structure of ``template``, metadata) of ``step`` (default: latest)."""
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def _restore(self, step: int | None, **items: Any) -> dict:
         step = self.manager.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
+        if step not in self.manager.all_steps():
+            raise CheckpointError(f"no checkpoint for step {step} in {self.directory} "
+                                  f"(there are {sorted(self.manager.all_steps())})")
         try:
-            out = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+            out = self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # noqa: BLE001 - orbax raises many types for a damaged folder
+            msg = (str(e).splitlines() or [""])[0][:200]
             raise CheckpointError(f"checkpoint {self.directory / str(step)} cannot be read "
-                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                                  f"({type(e).__name__}: {msg}); delete that folder to use an "
+                                  f"earlier checkpoint") from None
+        return dict(out)
+
+    def restore_meta(self, step: int | None = None) -> dict:
+        return dict(self._restore(step, meta=ocp.args.JsonRestore())["meta"])
+
+    def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
+        """(state in the structure of ``template``, metadata) of ``step`` (default: latest)."""
+        out = self._restore(step, state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+        if not isinstance(out.get("meta"), dict) or not isinstance(out.get("state"), dict):
+            raise CheckpointError(f"checkpoint {self.directory} is incomplete (state or meta "
+                                  f"missing); delete it to use an earlier checkpoint")
         return unflatten(template, out["state"]), dict(out["meta"])
 
     def close(self) -> None:

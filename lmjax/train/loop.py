@@ -3,11 +3,17 @@
 ``run(cfg, run_dir)`` is everything ``python -m experiments.run`` does after Hydra composed the
 config. It writes into ``run_dir``: config.yaml, vocab.json, metrics.jsonl (one line per epoch),
 samples.txt, summary.json and checkpoints/ (orbax).
+
+Runs survive: checkpoints are written at chunk boundaries (every ``train.checkpoint_every_s``
+seconds, ``train.checkpoint_every_steps`` steps or ``train.checkpoint_every`` epochs, and at
+the end); an existing run dir with the same config is resumed from its latest checkpoint
+(``resume.py``) and continues bit for bit; SIGTERM / Ctrl-C save a checkpoint and exit; a NaN
+loss stops the run without saving the bad state.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -19,24 +25,25 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lmjax.cli import StopSignals
 from lmjax.config import Config
 from lmjax.data import batches
 from lmjax.data.corpus import load_text, split_text
 from lmjax.data.framings import Framed, frame
 from lmjax.data.vocab import Vocab, tokenize_lines
-from lmjax.errors import LmjaxError
-from lmjax.infer.generate import generate_seq
+from lmjax.errors import Interrupted, LmjaxError, TrainingDiverged
 from lmjax.model.lm import LanguageModel
+from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.metrics import finalize, oracle_accuracy
 from lmjax.train.optim import make_optimizer
 from lmjax.train.progress import TrainProgress
+from lmjax.train.resume import Position, open_run_dir, restore, wandb_id_in
 from lmjax.train.step import Steps, TrainState, init_state
-from lmjax.track import make_trackers
+from lmjax.train.writer import RunWriter, state_tree
 
-
-class TrainingDiverged(LmjaxError):
-    """The loss became NaN or infinite."""
+__all__ = ["run", "TrainingDiverged", "RunWriter", "epoch_record", "prepare_data", "build_model",
+           "make_steps", "state_tree", "dropout_key", "auto_steps_per_call"]
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Prepared:
     valid: Framed
     test_text: str
     corpus_types: int
+    text_sha256: str = ""  # of the normalised corpus text (checkpoints record it)
 
 
 def prepare_data(cfg: Config) -> Prepared:
@@ -66,13 +74,18 @@ def prepare_data(cfg: Config) -> Prepared:
                           cfg.framing, "validation text", seq_len=train.seq_len)
         except LmjaxError as e:
             raise type(e)(str(e) + hint) from None
-    return Prepared(vocab, train, valid, splits.test, corpus_types)
+    return Prepared(vocab, train, valid, splits.test, corpus_types,
+                    hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def build_model(cfg: Config, vocab_size: int) -> tuple[nnx.GraphDef, Any]:
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0)
     model = LanguageModel(vocab_size, cfg.model, rngs=nnx.Rngs(params=key))
     return nnx.split(model)
+
+
+def dropout_key(cfg: Config) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
 
 
 def make_steps(cfg: Config, graphdef: nnx.GraphDef) -> Steps:
@@ -93,169 +106,223 @@ class Evaluator:
         return self.steps.eval_chunk(params, self.data, self.idx)
 
 
-def _auto_steps_per_call(steps_per_epoch: int, tokens_per_step: int) -> int:
-    """Fuse steps so each jitted call does a decent amount of work (~0.5M tokens), capped."""
-    return max(1, min(steps_per_epoch, 200, math.ceil(500_000 / tokens_per_step)))
+def auto_steps_per_call(steps_per_epoch: int, tokens_per_step: int) -> int:
+    """Fuse steps so each jitted call does a fair amount of work (~100k tokens, capped at 200
+    steps): enough to hide dispatch, small enough that progress, time budgets and signals are
+    handled within a second or two."""
+    return max(1, min(steps_per_epoch, 200, math.ceil(100_000 / tokens_per_step)))
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
+_auto_steps_per_call = auto_steps_per_call
+
+
+def _finite(tree: Any) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
 def run(cfg: Config, run_dir: str | Path) -> dict:
-    """Train one model as configured; returns the summary (also written to summary.json)."""
+    """Train one model as configured (or resume the run in ``run_dir``); returns the summary
+    (also written to summary.json)."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    data = prepare_data(cfg)  # bad input fails here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
-    level = cfg.framing.token_level
-
-    data = prepare_data(cfg)
-    vocab, train = data.vocab, data.train
-    vocab.save(run_dir / "vocab.json")
-    _write_config(cfg, run_dir)
-
-    graphdef, params = build_model(cfg, len(vocab))
+    resuming = open_run_dir(cfg, run_dir)
+    graphdef, params = build_model(cfg, len(data.vocab))
     steps = make_steps(cfg, graphdef)
-    state = init_state(params, steps.tx, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
-    n_params = sum(x.size for x in jax.tree.leaves(params))
-
-    n, t_len = train.inputs.shape
-    bsz = min(cfg.train.batch_size, n)
-    steps_per_epoch = math.ceil(n / bsz)
-    per_call = cfg.train.steps_per_call or _auto_steps_per_call(steps_per_epoch, bsz * t_len)
-    train_dev = batches.to_device(train)
-    rows = batches.subsample(n, cfg.train.eval_max_train_samples, cfg.seed)
-    train_eval = Evaluator(steps, train if rows is None else train.take(rows),
-                           cfg.train.eval_batch_size, train_dev if rows is None else None)
-    valid_eval = (train_eval if data.valid is train
-                  else Evaluator(steps, data.valid, cfg.train.eval_batch_size))
-
-    trackers = make_trackers(cfg.logger, run_dir, cfg.name, cfg.to_dict())
-    train_seconds, epochs_done, status, error = 0.0, 0.0, "completed", None
-    record: dict[str, Any] = {}
+    state = init_state(params, steps.tx, dropout_key(cfg))
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    pos = Position()
     try:
-        with TrainProgress(cfg.train.epochs * steps_per_epoch, enabled=cfg.train.progress) as bar:
-            for epoch in range(cfg.train.epochs):
-                order = batches.epoch_order(n, bsz, cfg.seed, epoch)
-                t0 = time.perf_counter()
-                state, running, done = _train_epoch(steps, state, train_dev, order, per_call,
-                                                    bar, epoch, cfg, train_seconds)
-                state = jax.block_until_ready(state)
-                train_seconds += time.perf_counter() - t0
-                epochs_done = epoch + done / steps_per_epoch
-                record = _epoch_record(epoch, epochs_done, running, train_eval, valid_eval,
-                                       state, level, train_seconds, time.perf_counter() - t_start)
-                trackers.log(record, step=int(state.step))
-                bar.epoch_done(record)
-                if done < steps_per_epoch:  # time budget reached inside the epoch
-                    break
-                if (cfg.train.time_budget_s and train_seconds >= cfg.train.time_budget_s):
-                    break
-        samples = _samples(cfg, steps, state, vocab, t_len)
-        (run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
-        ckpt = Checkpointer(run_dir / "checkpoints")
-        ckpt.save(int(state.step), state_tree(state),
-                  {"epoch": epochs_done, "step": int(state.step), "seq_len": t_len,
-                   "vocab_size": len(vocab), "vocab_sha256": vocab.sha256(),
-                   "config_hash": cfg.fingerprint(),
-                   "wandb_id": trackers.wandb_run_id})
+        got = restore(cfg, run_dir, data, ckpt, state_tree(state)) if resuming else None
+    except BaseException:
         ckpt.close()
-    except BaseException as e:
-        status, error = "failed", f"{type(e).__name__}: {e}"
-        trackers.finish(exit_code=1)
-        _write_json(run_dir / "summary.json", {"status": status, "error": error,
-                                                "framing": cfg.framing.label})
         raise
-    tokens = epochs_done * n * t_len
-    summary = {
-        "status": status, "name": cfg.name, "framing": cfg.framing.label, "level": level,
-        "corpus": cfg.data.name if cfg.data.name != "file" else cfg.data.path,
-        "corpus_types": data.corpus_types, "vocab_size": len(vocab), "num_sequences": n,
-        "num_val_sequences": len(data.valid), "seq_len": t_len, "params": n_params,
-        "hidden_size": cfg.model.hidden_size, "seed": cfg.seed,
-        "epochs": epochs_done, "steps": int(state.step), "batch_size": bsz,
-        **{k: v for k, v in record.items() if k.startswith(("train_", "val_", "oracle_"))},
-        "wall_seconds": time.perf_counter() - t_start, "train_seconds": train_seconds,
-        "tokens_per_second": tokens / max(train_seconds, 1e-9), "samples": samples,
-    }
-    _write_json(run_dir / "summary.json", summary)
-    trackers.summary(summary)
-    trackers.finish()
-    return summary
+    if got is not None:
+        tree, pos = got
+        tree = jax.tree.map(jnp.asarray, tree)
+        state = TrainState(params=tree["params"], opt_state=tree["opt_state"],
+                           step=tree["step"], key=tree["key"])
+    if resuming:
+        pos.wandb_id = pos.wandb_id or wandb_id_in(run_dir)
+    writer = RunWriter(cfg, run_dir, data, ckpt=ckpt, pos=pos if resuming else None,
+                       restored=got is not None)
+    try:
+        with StopSignals() as stop:
+            faults.reached("start")
+            state, record, pos = _Training(cfg, steps, data, writer, stop, t_start).run(state, pos)
+            return writer.finish(state, steps, record, pos.record.get("epochs", pos.epoch),
+                                 pos.train_seconds, pos.wall_seconds, pos)
+    except BaseException as e:
+        writer.fail(e)
+        raise
 
 
-def _train_epoch(steps: Steps, state: TrainState, data: dict, order: np.ndarray, per_call: int,
-                 bar: Any, epoch: int, cfg: Config, seconds_before: float):
-    """One epoch of jitted chunks. Reads each chunk's sums only after the next is dispatched,
-    so the host never stalls the device. Returns (state, summed metrics, steps done)."""
-    budget = cfg.train.time_budget_s
-    t0 = time.perf_counter()
-    total: dict[str, float] = {}
-    pending = None
-    done = 0
-    first_step = int(state.step)  # one host read per epoch
+class _Training:
+    """The epochs of one run from a :class:`Position`; checkpoints at chunk boundaries."""
 
-    def collect(p) -> None:
-        sums, losses, n_steps, start = p
-        host = jax.device_get(sums)
-        for k, v in host.items():
-            total[k] = total.get(k, 0.0) + float(v)
-        if not np.all(np.isfinite(np.asarray(losses))):
-            bad = int(np.argmin(np.isfinite(np.asarray(losses))))
-            raise TrainingDiverged(f"loss became {float(np.asarray(losses)[bad])} at epoch "
-                                   f"{epoch + 1}, step {first_step + start + bad + 1}")
-        bar.advance(n_steps, total["loss_sum"] / max(total["weight"], 1e-12), epoch)
+    def __init__(self, cfg: Config, steps: Steps, data: Prepared, writer: "RunWriter",
+                 stop: StopSignals, t_start: float):
+        self.cfg, self.steps, self.writer, self.stop, self.t_start = cfg, steps, writer, stop, t_start
+        train = data.train
+        self.n, t_len = train.inputs.shape
+        self.bsz = min(cfg.train.batch_size, self.n)
+        self.spe = math.ceil(self.n / self.bsz)  # steps per epoch
+        self.per_call = (cfg.train.steps_per_call
+                         or auto_steps_per_call(self.spe, self.bsz * t_len))
+        self.train_dev = batches.to_device(train)
+        rows = batches.subsample(self.n, cfg.train.eval_max_train_samples, cfg.seed)
+        self.train_eval = Evaluator(steps, train if rows is None else train.take(rows),
+                                    cfg.train.eval_batch_size,
+                                    self.train_dev if rows is None else None)
+        self.valid_eval = (self.train_eval if data.valid is train
+                           else Evaluator(steps, data.valid, cfg.train.eval_batch_size))
 
-    for a, b in batches.chunk_bounds(len(order), per_call):
-        state, sums, losses = steps.train_chunk(state, data, jnp.asarray(order[a:b]))
-        done = b
+    def _wall(self, pos0: Position) -> float:
+        return pos0.wall_seconds + time.perf_counter() - self.t_start
+
+    def _due(self, step: int) -> bool:
+        t = self.cfg.train
+        return bool((t.checkpoint_every_steps and step - self.saved_step >= t.checkpoint_every_steps)
+                    or (t.checkpoint_every_s
+                        and time.perf_counter() - self.saved_time >= t.checkpoint_every_s))
+
+    def _save(self, state: TrainState, pos: Position, val_loss: float | None = None) -> None:
+        if not _finite(state.params):
+            raise TrainingDiverged(f"parameters became NaN or infinite by epoch {pos.epoch + 1}, "
+                                   f"step {pos.step}; the last good checkpoint is kept")
+        self.writer.save(state, pos, val_loss, per_call=self.per_call, batch_size=self.bsz,
+                         steps_per_epoch=self.spe)
+        self.saved_step, self.saved_time = pos.step, time.perf_counter()
+
+    def run(self, state: TrainState, pos: Position) -> tuple[TrainState, dict, Position]:
+        cfg, budget = self.cfg, self.cfg.train.time_budget_s
+        self.saved_step, self.saved_time = pos.step, time.perf_counter()
+        pos0, record = pos, pos.record
+        done_already = (pos.finished and pos.batch > 0) or (budget and pos.train_seconds >= budget)
+        epochs = [] if done_already else range(pos.epoch, cfg.train.epochs)
+        with TrainProgress(cfg.train.epochs * self.spe, enabled=cfg.train.progress) as bar:
+            if pos.step:
+                bar.advance(pos.epoch * self.spe + pos.batch, float("nan"), pos.epoch)
+            for epoch in epochs:
+                start = pos.batch if epoch == pos.epoch else 0
+                running = dict(pos.running) if epoch == pos.epoch else {}
+                state, running, done, reason, train_s = self._epoch(
+                    state, epoch, start, running, pos, bar)
+                step = pos.step + done - start
+                if reason == "signal" and done < self.spe:  # saved mid-epoch by _epoch
+                    raise self._interrupted(step, epoch + done / self.spe)
+                state = jax.block_until_ready(state)
+                record = epoch_record(epoch, epoch + done / self.spe, running,
+                                      *self._evaluate(state), self.train_eval.oracle,
+                                      self.valid_eval.oracle, train_s, self._wall(pos0))
+                self.writer.log(record, step)
+                faults.reached("logged")
+                bar.epoch_done(record)
+                if self.stop.signum:  # also a signal that came during evaluation
+                    reason = "signal"
+                complete = done == self.spe
+                last = epoch + 1 == cfg.train.epochs or reason is not None
+                val = record.get("val_loss")
+                better = val is not None and math.isfinite(val) and (
+                    pos.best_val_loss is None or val < pos.best_val_loss)
+                pos = Position(
+                    step=step, epoch=epoch + 1 if complete else epoch,
+                    batch=0 if complete else done, running={} if complete else running,
+                    train_seconds=train_s, wall_seconds=self._wall(pos0), logged=epoch + 1,
+                    record=record, best_val_loss=val if better else pos.best_val_loss,
+                    best_step=step if better else pos.best_step,
+                    finished=last and reason != "signal", wandb_id=pos.wandb_id)
+                every = cfg.train.checkpoint_every
+                if last or self._due(step) or (every and (epoch + 1) % every == 0):
+                    self._save(state, pos, val)
+                if reason == "signal":
+                    raise self._interrupted(step, epoch + done / self.spe)
+                if reason == "budget":
+                    break
+        pos.wall_seconds = self._wall(pos0)
+        return state, record, pos
+
+    def _evaluate(self, state: TrainState) -> tuple[dict, dict]:
+        level = self.cfg.framing.token_level
+        tm = finalize(self.train_eval(state.params), level)
+        vm = tm if self.valid_eval is self.train_eval else finalize(
+            self.valid_eval(state.params), level)
+        return tm, vm
+
+    def _interrupted(self, step: int, epochs: float) -> Interrupted:
+        d = self.writer.run_dir
+        return Interrupted(f"stopped by {self.stop.name} at step {step} ({epochs:.4g} epochs); "
+                           f"checkpoint saved in {d / 'checkpoints'}; continue with the same "
+                           f"command plus resume=true hydra.run.dir={d}",
+                           exit_code=128 + (self.stop.signum or 2))
+
+    def _epoch(self, state: TrainState, epoch: int, start: int, total: dict, pos: Position,
+               bar: Any):
+        """Steps start.. of one epoch in jitted chunks. Reads each chunk's sums only after the
+        next is dispatched, so the host never stalls the device; syncs only to checkpoint.
+        Returns (state, summed metrics, steps done, stop reason, train seconds so far)."""
+        cfg, budget = self.cfg, self.cfg.train.time_budget_s
+        order = batches.epoch_order(self.n, self.bsz, cfg.seed, epoch)
+        first = pos.step - start  # global step before this epoch's first step
+        t0 = time.perf_counter()
+        pending, done, reason = None, start, None
+
+        def collect(p) -> None:
+            sums, losses, n_steps, a = p
+            host = jax.device_get(sums)
+            for k, v in host.items():
+                total[k] = total.get(k, 0.0) + float(v)
+            losses = np.asarray(losses)
+            if not np.all(np.isfinite(losses)):
+                bad = int(np.argmin(np.isfinite(losses)))
+                raise TrainingDiverged(f"loss became {float(losses[bad])} at epoch {epoch + 1}, "
+                                       f"step {first + a + bad + 1}; the last good checkpoint "
+                                       f"is kept")
+            bar.advance(n_steps, total["loss_sum"] / max(total["weight"], 1e-12), epoch)
+
+        for a, b in batches.chunk_bounds(len(order), self.per_call):
+            if a < start:
+                continue
+            state, sums, losses = self.steps.train_chunk(state, self.train_dev,
+                                                         jnp.asarray(order[a:b]))
+            faults.reached("chunk")
+            done = b
+            if pending is not None:
+                collect(pending)
+            pending = (sums, losses, b - a, a)
+            train_s = pos.train_seconds + time.perf_counter() - t0
+            if self.stop.signum:
+                reason = "signal"
+            elif budget and train_s >= budget:
+                reason = "budget"
+            if b < len(order) and (reason == "signal" or (not reason and self._due(first + b))):
+                collect(pending)
+                pending = None
+                self._save(state, Position(
+                    step=first + b, epoch=epoch, batch=b, running=dict(total),
+                    train_seconds=pos.train_seconds + time.perf_counter() - t0,
+                    wall_seconds=pos.wall_seconds + time.perf_counter() - self.t_start,
+                    logged=epoch, record=pos.record, best_val_loss=pos.best_val_loss,
+                    best_step=pos.best_step, wandb_id=pos.wandb_id))
+            if reason:
+                break
         if pending is not None:
             collect(pending)
-        pending = (sums, losses, b - a, a)
-        if budget and seconds_before + time.perf_counter() - t0 >= budget:
-            break
-    collect(pending)
-    return state, total, done
+        state = jax.block_until_ready(state)
+        return state, total, done, reason, pos.train_seconds + time.perf_counter() - t0
 
 
-def _epoch_record(epoch: int, epochs_done: float, running: dict, train_eval: Evaluator,
-                  valid_eval: Evaluator, state: TrainState, level: str, train_seconds: float,
-                  wall: float) -> dict:
-    tm = finalize(train_eval(state.params), level)
-    vm = tm if valid_eval is train_eval else finalize(valid_eval(state.params), level)
+def epoch_record(epoch: int, epochs_done: float, running: dict, tm: dict, vm: dict,
+                 oracle_train: float, oracle_val: float, train_seconds: float,
+                 wall: float) -> dict:
+    """One line of metrics.jsonl from the epoch's running sums and finalized train/val metrics."""
     rec: dict[str, Any] = {"epoch": epoch + 1, "epochs": epochs_done}
-    rec["train_running_loss"] = running["loss_sum"] / max(running["weight"], 1e-12)
+    rec["train_running_loss"] = float(running["loss_sum"] / max(running["weight"], 1e-12))
     rec.update({f"train_{k}": v for k, v in tm.items()})
-    rec["oracle_train_accuracy"] = train_eval.oracle
+    rec["oracle_train_accuracy"] = oracle_train
     rec.update({f"val_{k}": v for k, v in vm.items()})
-    rec["oracle_val_accuracy"] = valid_eval.oracle
+    rec["oracle_val_accuracy"] = oracle_val
     rec["train_seconds"] = train_seconds
     rec["wall_seconds"] = wall
     return rec
-
-
-def _samples(cfg: Config, steps: Steps, state: TrainState, vocab: Vocab, width: int) -> list[str]:
-    if cfg.sample.length == 0:
-        return []
-    import warnings
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(steps.predict(state.params, jnp.asarray(x)))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [generate_seq(predict, vocab, p, cfg.sample.length, width)
-                for p in cfg.sample.prompts]
-
-
-def state_tree(state: TrainState) -> dict:
-    return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
-            "key": state.key}
-
-
-def _write_config(cfg: Config, run_dir: Path) -> None:
-    from omegaconf import OmegaConf
-
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg.to_dict())))

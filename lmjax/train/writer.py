@@ -1,0 +1,142 @@
+"""The files of one run dir: config.yaml, vocab.json, metrics.jsonl (+ W&B), checkpoints/,
+samples.txt and summary.json (see results/README.md). Used by ``loop.run`` and by
+``multiseed.run_seeds`` (one writer per seed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmjax.config import Config
+from lmjax.data.vocab import Vocab
+from lmjax.errors import Interrupted
+from lmjax.infer.generate import generate_seq
+from lmjax.train import faults
+from lmjax.train.checkpoint import Checkpointer
+from lmjax.train.resume import Position
+from lmjax.train.step import Steps, TrainState
+from lmjax.track import make_trackers
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+class RunWriter:
+    """The files of one run dir: config.yaml, vocab.json, metrics.jsonl (+ W&B), checkpoints/,
+    samples.txt and summary.json. ``pos`` (a resumed run) keeps its W&B id and metrics rows."""
+
+    def __init__(self, cfg: Config, run_dir: Path, data: Any, *,
+                 ckpt: Checkpointer | None = None, pos: Position | None = None,
+                 restored: bool = False):
+        self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not restored:  # a restored run's vocab.json was checked against the checkpoint
+            data.vocab.save(self.run_dir / "vocab.json")
+        _write_config(cfg, self.run_dir)
+        self.ckpt = ckpt or Checkpointer(self.run_dir / "checkpoints",
+                                         keep=cfg.train.keep_checkpoints)
+        self.trackers = make_trackers(cfg.logger, self.run_dir, cfg.name, cfg.to_dict(),
+                                      pos.wandb_id if pos else None,
+                                      pos.logged if pos else None)
+        self.wandb_id = self.trackers.wandb_run_id or (pos.wandb_id if pos else None)
+
+    def log(self, record: dict, step: int) -> None:
+        self.trackers.log(record, step=step)
+
+    def save(self, state: TrainState, pos: Position, val_loss: float | None = None,
+             **extra: Any) -> None:
+        pos.wandb_id = self.wandb_id
+        vocab = self.data.vocab
+        meta = pos.meta(seq_len=int(self.data.train.inputs.shape[1]), vocab_size=len(vocab),
+                        vocab_sha256=vocab.sha256(), corpus_sha256=self.data.text_sha256,
+                        config_hash=self.cfg.resume_fingerprint(),
+                        training_hash=self.cfg.fingerprint(), seed=self.cfg.seed,
+                        data_order="numpy default_rng([seed, epoch]).permutation", **extra)
+        self.ckpt.save(pos.step, state_tree(state), meta, val_loss)
+
+    def finish(self, state: TrainState, steps: Steps, record: dict, epochs_done: float,
+               train_seconds: float, wall: float, pos: Position | None = None) -> dict:
+        """Final checkpoint (unless saved), samples.txt, summary.json; closes the trackers."""
+        cfg, data = self.cfg, self.data
+        step = int(state.step)
+        if pos is None:
+            pos = Position(step=step, epoch=int(math.ceil(epochs_done)), logged=int(epochs_done),
+                           record=record, train_seconds=train_seconds, wall_seconds=wall,
+                           finished=True)
+        self.save(state, pos, record.get("val_loss"))
+        self.ckpt.close()
+        n, t_len = data.train.inputs.shape
+        samples = _samples(cfg, steps, state, data.vocab, t_len)
+        (self.run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
+        faults.reached("summary")
+        level = cfg.framing.token_level
+        summary = {
+            "status": "completed", "name": cfg.name, "framing": cfg.framing.label, "level": level,
+            "corpus": cfg.data.name if cfg.data.name != "file" else cfg.data.path,
+            "corpus_types": data.corpus_types, "vocab_size": len(data.vocab), "num_sequences": n,
+            "num_val_sequences": len(data.valid), "seq_len": t_len,
+            "params": sum(x.size for x in jax.tree.leaves(state.params)),
+            "hidden_size": cfg.model.hidden_size, "seed": cfg.seed,
+            "epochs": epochs_done, "steps": step, "batch_size": min(cfg.train.batch_size, n),
+            **{k: v for k, v in record.items() if k.startswith(("train_", "val_", "oracle_"))},
+            "wall_seconds": wall, "train_seconds": train_seconds,
+            "tokens_per_second": epochs_done * n * t_len / max(train_seconds, 1e-9),
+            "best_val_loss": pos.best_val_loss, "best_step": pos.best_step,
+            "samples": samples,
+        }
+        _write_json(self.run_dir / "summary.json", summary)
+        self.trackers.summary(summary)
+        self.trackers.finish()
+        return summary
+
+    def fail(self, e: BaseException) -> None:
+        """summary.json says failed (or interrupted); W&B closed; checkpoints left as they are."""
+        interrupted = isinstance(e, (Interrupted, KeyboardInterrupt))
+        try:
+            last_step = self.ckpt.latest_step()
+        except Exception:  # noqa: BLE001 - the summary matters more than this field
+            last_step = None
+        info = {"status": "interrupted" if interrupted else "failed",
+                "error": f"{type(e).__name__}: {e}", "framing": self.cfg.framing.label,
+                "name": self.cfg.name, "last_checkpoint_step": last_step}
+        try:
+            self.ckpt.close()
+        finally:
+            try:
+                self.trackers.finish(exit_code=getattr(e, "exit_code", 1))
+            finally:
+                _write_json(self.run_dir / "summary.json", info)
+
+
+def _samples(cfg: Config, steps: Steps, state: TrainState, vocab: Vocab, width: int) -> list[str]:
+    if cfg.sample.length == 0:
+        return []
+    import warnings
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(steps.predict(state.params, jnp.asarray(x)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [generate_seq(predict, vocab, p, cfg.sample.length, width)
+                for p in cfg.sample.prompts]
+
+
+def state_tree(state: TrainState) -> dict:
+    return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
+            "key": state.key}
+
+
+def _write_config(cfg: Config, run_dir: Path) -> None:
+    from omegaconf import OmegaConf
+
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg.to_dict())))
