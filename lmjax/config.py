@@ -141,6 +141,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # optimizer steps between checkpoints, mid-epoch too (0 = off)
     checkpoint_every_s: float = 60.0  # seconds between checkpoints, mid-epoch too (0 = off)
     keep_checkpoints: int = 3  # the latest N are kept, plus the best by validation loss
+    parallel_seeds: int = 1  # K > 1: seeds seed..seed+K-1 trained together (vmap), one dir each
+    devices: str = "1"  # data parallel over "auto" (all devices) or the first N devices
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -154,6 +156,11 @@ class TrainConfig:
         _require(self.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0")
         _require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s must be >= 0")
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        _positive("train.parallel_seeds", self.parallel_seeds)
+        _require(not (self.parallel_seeds > 1 and self.time_budget_s),
+                 "train.parallel_seeds trains a fixed number of epochs: drop train.time_budget_s")
+        _require(self.devices == "auto" or (self.devices.isdigit() and int(self.devices) > 0),
+                 f"train.devices must be 'auto' or a positive number, got {self.devices!r}")
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,7 @@ class Config:
 _NOT_TRAINING = frozenset({
     "resume", "overwrite", "train.progress", "train.checkpoint_every",
     "train.checkpoint_every_steps", "train.checkpoint_every_s", "train.keep_checkpoints",
+    "train.devices",  # data parallel gives the same updates (to float rounding) on any count
 })
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).

@@ -17,13 +17,18 @@ import numpy as np
 from lmjax.data.framings import Framed
 
 
-def to_device(framed: Framed) -> dict:
-    """(N, T) arrays -> device arrays of shape (N + 1, T); row N is padding with weight 0."""
-    def pad(a: np.ndarray) -> jnp.ndarray:
-        return jnp.asarray(np.concatenate([a, np.zeros((1, a.shape[1]), a.dtype)]))
+def host_arrays(framed: Framed) -> dict[str, np.ndarray]:
+    """(N, T) arrays -> host arrays of shape (N + 1, T); row N is padding with weight 0."""
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.zeros((1, a.shape[1]), a.dtype)])
 
     return {"inputs": pad(framed.inputs), "targets": pad(framed.targets),
             "weights": pad(framed.weights)}
+
+
+def to_device(framed: Framed) -> dict:
+    """:func:`host_arrays` on the default device."""
+    return {k: jnp.asarray(v) for k, v in host_arrays(framed).items()}
 
 
 def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:

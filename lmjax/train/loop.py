@@ -37,6 +37,7 @@ from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.metrics import finalize, oracle_accuracy
 from lmjax.train.optim import make_optimizer
+from lmjax.train.parallel import Placement, select_devices
 from lmjax.train.progress import TrainProgress
 from lmjax.train.resume import Position, open_run_dir, restore, wandb_id_in
 from lmjax.train.step import Steps, TrainState, init_state
@@ -96,10 +97,14 @@ def make_steps(cfg: Config, graphdef: nnx.GraphDef) -> Steps:
 class Evaluator:
     """Metric sums of a fixed sample set, in one jitted scan over fixed-size batches."""
 
-    def __init__(self, steps: Steps, framed: Framed, batch_size: int, data: dict | None = None):
+    def __init__(self, steps: Steps, framed: Framed, batch_size: int,
+                 place: Placement | None = None, data: dict | None = None):
         self.steps = steps
-        self.data = data if data is not None else batches.to_device(framed)
-        self.idx = jnp.asarray(batches.sequential(len(framed), min(batch_size, len(framed))))
+        place = place or Placement(select_devices("1"))
+        self.data = data if data is not None else place.replicate(batches.host_arrays(framed))
+        bsz = min(batch_size, len(framed))
+        bsz = -(-bsz // place.size) * place.size  # a multiple of the device count
+        self.idx = place.rows(batches.sequential(len(framed), bsz))
         self.oracle = oracle_accuracy(framed.inputs, framed.targets, framed.weights)
 
     def __call__(self, params: Any) -> dict:
@@ -126,6 +131,8 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     data = prepare_data(cfg)  # bad input fails here, before anything is written
+    place = Placement(select_devices(cfg.train.devices))
+    place.check_batch(cfg.train.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = open_run_dir(cfg, run_dir)
     graphdef, params = build_model(cfg, len(data.vocab))
@@ -150,7 +157,8 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     try:
         with StopSignals() as stop:
             faults.reached("start")
-            state, record, pos = _Training(cfg, steps, data, writer, stop, t_start).run(state, pos)
+            training = _Training(cfg, steps, data, writer, stop, t_start, place)
+            state, record, pos = training.run(place.replicate(state), pos)
             return writer.finish(state, steps, record, pos.record.get("epochs", pos.epoch),
                                  pos.train_seconds, pos.wall_seconds, pos)
     except BaseException as e:
@@ -162,21 +170,23 @@ class _Training:
     """The epochs of one run from a :class:`Position`; checkpoints at chunk boundaries."""
 
     def __init__(self, cfg: Config, steps: Steps, data: Prepared, writer: "RunWriter",
-                 stop: StopSignals, t_start: float):
+                 stop: StopSignals, t_start: float, place: Placement):
         self.cfg, self.steps, self.writer, self.stop, self.t_start = cfg, steps, writer, stop, t_start
         train = data.train
         self.n, t_len = train.inputs.shape
-        self.bsz = min(cfg.train.batch_size, self.n)
+        # a corpus smaller than one batch trains in one (padded) batch split over the devices
+        self.bsz = min(cfg.train.batch_size, -(-self.n // place.size) * place.size)
         self.spe = math.ceil(self.n / self.bsz)  # steps per epoch
         self.per_call = (cfg.train.steps_per_call
                          or auto_steps_per_call(self.spe, self.bsz * t_len))
-        self.train_dev = batches.to_device(train)
+        self.place = place
+        self.train_dev = place.replicate(batches.host_arrays(train))
         rows = batches.subsample(self.n, cfg.train.eval_max_train_samples, cfg.seed)
         self.train_eval = Evaluator(steps, train if rows is None else train.take(rows),
-                                    cfg.train.eval_batch_size,
+                                    cfg.train.eval_batch_size, place,
                                     self.train_dev if rows is None else None)
         self.valid_eval = (self.train_eval if data.valid is train
-                           else Evaluator(steps, data.valid, cfg.train.eval_batch_size))
+                           else Evaluator(steps, data.valid, cfg.train.eval_batch_size, place))
 
     def _wall(self, pos0: Position) -> float:
         return pos0.wall_seconds + time.perf_counter() - self.t_start
@@ -285,7 +295,7 @@ class _Training:
             if a < start:
                 continue
             state, sums, losses = self.steps.train_chunk(state, self.train_dev,
-                                                         jnp.asarray(order[a:b]))
+                                                         self.place.rows(order[a:b]))
             faults.reached("chunk")
             done = b
             if pending is not None:
