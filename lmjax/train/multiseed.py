@@ -1,0 +1,110 @@
+"""Several seeds of one config trained together: ``train.parallel_seeds=K``.
+
+The K train states are stacked on a leading axis and the jitted chunk is ``jax.vmap``-ed over
+it: one program, one compilation, one data upload and one process for all seeds. Each seed
+still gets its own model initialisation, data order and dropout keys (exactly those of a
+single run with that seed) and its own run directory ``<run_dir>/seed_<s>/`` with the usual
+files, so ``experiments.compare`` and ``load_run`` treat them like any other run.
+
+Scope: a fixed number of epochs (no time budget, no mid-run resume: rerun instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmjax.config import Config
+from lmjax.data import batches
+from lmjax.train import loop
+from lmjax.train.metrics import finalize
+from lmjax.train.progress import TrainProgress
+from lmjax.train.step import init_state
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree: Any, k: int) -> list[Any]:
+    return [jax.tree.map(lambda x: x[i], tree) for i in range(k)]
+
+
+def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
+    """Train seeds cfg.seed .. cfg.seed + K - 1 together; returns one summary per seed."""
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    k = cfg.train.parallel_seeds
+    seeds = [cfg.seed + i for i in range(k)]
+    cfgs = [dataclasses.replace(cfg, seed=s, train=dataclasses.replace(cfg.train,
+                                                                        parallel_seeds=1))
+            for s in seeds]
+    data = loop.prepare_data(cfg)
+    train = data.train
+    n, t_len = train.inputs.shape
+    bsz = min(cfg.train.batch_size, n)
+    steps_per_epoch = math.ceil(n / bsz)
+    per_call = cfg.train.steps_per_call or loop.auto_steps_per_call(steps_per_epoch, bsz * t_len)
+
+    states, steps = [], None
+    for c in cfgs:
+        graphdef, params = loop.build_model(c, len(data.vocab))
+        steps = steps or loop.make_steps(cfg, graphdef)
+        states.append(init_state(params, steps.tx, loop.dropout_key(c)))
+    assert steps is not None
+    state = _stack(states)
+    vtrain = jax.jit(jax.vmap(steps._train_chunk, in_axes=(0, None, 0)), donate_argnums=0)
+    veval = jax.jit(jax.vmap(steps._eval_chunk, in_axes=(0, None, None)))
+
+    train_dev = batches.to_device(train)
+    rows = batches.subsample(n, cfg.train.eval_max_train_samples, cfg.seed)
+    train_eval = loop.Evaluator(steps, train if rows is None else train.take(rows),
+                                cfg.train.eval_batch_size, None,
+                                train_dev if rows is None else None)
+    valid_eval = (train_eval if data.valid is train
+                  else loop.Evaluator(steps, data.valid, cfg.train.eval_batch_size))
+    level = cfg.framing.token_level
+    dirs = [run_dir / f"seed_{s}" for s in seeds]
+    writers = [loop.RunWriter(c, d, data) for c, d in zip(cfgs, dirs)]
+    train_seconds = 0.0
+    records: list[dict] = [{} for _ in seeds]
+    try:
+        with TrainProgress(cfg.train.epochs * steps_per_epoch, enabled=cfg.train.progress) as bar:
+            for epoch in range(cfg.train.epochs):
+                order = np.stack([batches.epoch_order(n, bsz, s, epoch) for s in seeds])
+                t0 = time.perf_counter()
+                running = None
+                for a, b in batches.chunk_bounds(steps_per_epoch, per_call):
+                    state, sums, losses = vtrain(state, train_dev, jnp.asarray(order[:, a:b]))
+                    running = sums if running is None else jax.tree.map(jnp.add, running, sums)
+                    bar.advance(b - a, float(np.mean(np.asarray(losses[:, -1]))), epoch)
+                state = jax.block_until_ready(state)
+                train_seconds += time.perf_counter() - t0
+                tm = jax.device_get(veval(state.params, train_eval.data, train_eval.idx))
+                vm = tm if valid_eval is train_eval else jax.device_get(
+                    veval(state.params, valid_eval.data, valid_eval.idx))
+                run_h = jax.device_get(running)
+                for i, w in enumerate(writers):
+                    pick = lambda d: {key: v[i] for key, v in d.items()}  # noqa: E731
+                    records[i] = loop.epoch_record(
+                        epoch, epoch + 1.0, pick(run_h), finalize(pick(tm), level),
+                        finalize(pick(vm), level), train_eval.oracle, valid_eval.oracle,
+                        train_seconds, time.perf_counter() - t_start)
+                    w.log(records[i], int(state.step[i]))
+                bar.epoch_done(records[0])
+        summaries = []
+        for st, w, rec in zip(_unstack(state, k), writers, records):
+            summaries.append(w.finish(st, steps, rec, cfg.train.epochs, train_seconds,
+                                      time.perf_counter() - t_start))
+    except BaseException as e:
+        for w in writers:
+            w.fail(e)
+        raise
+    return summaries
