@@ -29,6 +29,10 @@ def setup_jax() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+    from lmjax.train.parallel import init_distributed
+
+    init_distributed()  # a multi-process job (SLURM srun, or LMJAX_COORDINATOR=...) joins here
+
 
 def error_exit(message: str, code: int = 2) -> None:
     print(f"lmjax: error: {message}", file=sys.stderr)

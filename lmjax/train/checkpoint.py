@@ -89,10 +89,21 @@ class Checkpointer:
                      keep_checkpoints_without_metrics=False),
         ])
         extra = {"temporary_path_class": _HookedTemporaryPath} if faults.armed("ckpt_write") else {}
+        create = not read_only
+        if jax.process_count() > 1:
+            # A multi-process job: only process 0 writes checkpoints (the state is replicated),
+            # every process may read them; an orbax manager per process, so no save or restore
+            # waits on a cross-process barrier.
+            i = jax.process_index()
+            if create:  # orbax does not create the root with active_processes set
+                self.directory.mkdir(parents=True, exist_ok=True)
+                create = False
+            extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=i, active_processes={i}, barrier_sync_key_prefix=f"lmjax{i}")
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                preservation_policy=policy, create=not read_only, read_only=read_only,
+                preservation_policy=policy, create=create, read_only=read_only,
                 enable_async_checkpointing=False, cleanup_tmp_directories=not read_only,
                 **extra),
         )
@@ -145,3 +156,45 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class FollowerCheckpointer:
+    """Process i > 0 of a multi-process job: writes no checkpoint (process 0 does, the state
+    being replicated) and resumes from process 0's checkpoints in ``directory`` (a run dir on
+    a filesystem every process sees, as on a cluster)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory).absolute()
+        self._reader: Checkpointer | None = None
+
+    def _open(self) -> Checkpointer | None:
+        if self._reader is None and self.directory.is_dir():
+            self._reader = Checkpointer(self.directory, read_only=True)
+        return self._reader
+
+    def save(self, step: int, state: Any, meta: dict, val_loss: float | None = None) -> None:
+        return None
+
+    def latest_step(self) -> int | None:
+        reader = self._open()
+        return reader.latest_step() if reader else None
+
+    def all_steps(self) -> list[int]:
+        reader = self._open()
+        return reader.all_steps() if reader else []
+
+    def restore_meta(self, step: int | None = None) -> dict:
+        reader = self._open()
+        if reader is None:
+            raise CheckpointError(f"no checkpoints in {self.directory}")
+        return reader.restore_meta(step)
+
+    def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
+        reader = self._open()
+        if reader is None:
+            raise CheckpointError(f"no checkpoints in {self.directory}")
+        return reader.restore(template, step)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

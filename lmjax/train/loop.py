@@ -13,6 +13,7 @@ loss stops the run without saving the bad state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -34,10 +35,10 @@ from lmjax.data.vocab import Vocab, tokenize_lines
 from lmjax.errors import Interrupted, LmjaxError, TrainingDiverged
 from lmjax.model.lm import LanguageModel
 from lmjax.train import faults
-from lmjax.train.checkpoint import Checkpointer
+from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
 from lmjax.train.metrics import finalize, oracle_accuracy
 from lmjax.train.optim import make_optimizer
-from lmjax.train.parallel import Placement, select_devices
+from lmjax.train.parallel import Placement, process_run_dir, select_devices
 from lmjax.train.progress import TrainProgress
 from lmjax.train.resume import Position, open_run_dir, restore, wandb_id_in
 from lmjax.train.step import Steps, TrainState, init_state
@@ -133,12 +134,20 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     data = prepare_data(cfg)  # bad input fails here, before anything is written
     place = Placement(select_devices(cfg.train.devices))
     place.check_batch(cfg.train.batch_size)
+    main_dir = run_dir
+    if jax.process_count() > 1:  # process 0 owns run_dir and W&B; the others keep a copy
+        run_dir = process_run_dir(run_dir)
+        if jax.process_index() > 0:
+            cfg = dataclasses.replace(
+                cfg, logger=dataclasses.replace(cfg.logger, name="none"),
+                train=dataclasses.replace(cfg.train, progress=False))
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = open_run_dir(cfg, run_dir)
     graphdef, params = build_model(cfg, len(data.vocab))
     steps = make_steps(cfg, graphdef)
     state = init_state(params, steps.tx, dropout_key(cfg))
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    ckpt = (Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+            if jax.process_index() == 0 else FollowerCheckpointer(main_dir / "checkpoints"))
     pos = Position()
     try:
         got = restore(cfg, run_dir, data, ckpt, state_tree(state)) if resuming else None

@@ -14,6 +14,7 @@ the same seeded batch order, and each one materialises only the index rows of it
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,15 +35,27 @@ def init_distributed() -> bool:
     if jax.distributed.is_initialized():
         return True
     coord = os.environ.get("LMJAX_COORDINATOR")
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ
+    if coord or slurm:  # CPU processes exchange gradients over gloo (ignored on GPU)
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if coord:
         jax.distributed.initialize(coordinator_address=coord,
                                    num_processes=int(os.environ["LMJAX_NUM_PROCESSES"]),
                                    process_id=int(os.environ["LMJAX_PROCESS_ID"]))
         return True
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
+    if slurm:
         jax.distributed.initialize()
         return True
     return False
+
+
+def process_run_dir(run_dir: Path) -> Path:
+    """Where this process writes. Process 0 (or a single process) owns ``run_dir``: config,
+    metrics, W&B, samples, summary, checkpoints. Process i > 0 of a multi-process job trains the
+    same replicated state and keeps its own copy in ``<run_dir>.process<i>`` (its checkpoints let
+    it resume with the others; it logs nothing to W&B), so no two processes write one file."""
+    i = jax.process_index()
+    return run_dir if i == 0 else run_dir.with_name(f"{run_dir.name}.process{i}")
 
 
 def select_devices(spec: str) -> list:

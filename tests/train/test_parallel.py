@@ -75,3 +75,59 @@ def test_batch_must_split_across_devices():
         place.check_batch(30)
     with pytest.raises(ConfigError, match="device"):
         select_devices(str(len(jax.devices()) + 1))
+
+
+def _run_cli(run_dir, corpus, *extra, processes=1):
+    """``python -m experiments.run`` on a tiny word corpus, as 1 process or N over loopback."""
+    args = [sys.executable, "-m", "experiments.run", "data=file", f"data.path={corpus}",
+            "data.split=position", "framing=sequence", "framing.level=word",
+            "framing.seq_len=8", "model.embed_size=16", "model.hidden_size=32",
+            "model.num_layers=2", "train.batch_size=16", "train.devices=auto", "logger=none",
+            "train.progress=false", "sample.length=3", f"hydra.run.dir={run_dir}", *extra]
+    env = dict(os.environ, LMJAX_JAX_CACHE="off")
+    if processes == 1:
+        p = subprocess.run(args, cwd=REPO, env=env, timeout=300, capture_output=True)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(env, LMJAX_COORDINATOR=f"127.0.0.1:{port}",
+                                       LMJAX_NUM_PROCESSES=str(processes),
+                                       LMJAX_PROCESS_ID=str(i)))
+             for i in range(processes)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+
+
+def _metrics(run_dir):
+    import json
+
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_process_cli_run_matches_one_process(tmp_path):
+    """The real entry point as a 2-process jax.distributed job, stopped after 2 epochs and
+    resumed for a third: process 0 owns the run dir, process 1 keeps its own copy (no
+    checkpoints; it resumes from process 0's), and the metrics equal a single-process run's."""
+    from tests.train.parallel_worker import TEXT
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    _run_cli(tmp_path / "one", corpus, "train.epochs=3")
+    _run_cli(tmp_path / "two", corpus, "train.epochs=2", processes=2)
+    assert len(_metrics(tmp_path / "two")) == 2
+    _run_cli(tmp_path / "two", corpus, "train.epochs=3", "resume=true", processes=2)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        for k in ("train_loss", "val_loss", "val_accuracy", "train_accuracy"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5), k
+    copy = tmp_path / "two.process1"
+    assert (copy / "summary.json").is_file() and not (copy / "checkpoints").exists()
+    untimed = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
+                            for r in rows]
+    assert untimed(_metrics(copy)) == untimed(two)  # both processes computed the same metrics
+    assert not list((tmp_path / "two").glob("process*"))
