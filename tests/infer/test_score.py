@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pytest
+
+from lmjax.data.vocab import PAD_ID, UNK_ID
+from lmjax.errors import DataError
+from lmjax.infer.score import score_lines, score_text, token_logprobs
+from tests.infer.toy import Bigram, char_vocab, random_bigram
+
+
+def test_score_is_the_sum_of_per_step_logprobs():
+    vocab = char_vocab()
+    model = random_bigram(len(vocab), seed=1)
+    text = "ab a.b ba"
+    ids = vocab.encode(list(text))
+    s = score_text(model, vocab, text, width=4, batch_size=3)
+    expected = sum(float(model.logp[ids[i - 1], ids[i]]) for i in range(1, len(ids)))
+    assert s["tokens"] == len(text) - 1
+    assert s["log_prob"] == pytest.approx(expected, rel=1e-6)
+    assert s["bits_per_char"] == pytest.approx(-expected / (len(text) - 1) / math.log(2), rel=1e-6)
+    # every call had the same shape (one compile) and the padded rows were dropped
+    assert {c.shape for c in model.calls} == {(3, 4)}
+
+
+def test_context_windows_are_left_padded_and_limited():
+    seen = []
+
+    def predict(x):
+        seen.append(x.copy())
+        return np.log(np.full((len(x), 5), 0.2, np.float32))
+
+    ids = np.array([2, 3, 4, 2, 3], np.int32)
+    lp, ok = token_logprobs(predict, ids, width=4, context=2, batch_size=8)
+    rows = np.concatenate(seen)[:4]
+    assert rows.tolist() == [[PAD_ID, PAD_ID, PAD_ID, 2], [PAD_ID, PAD_ID, 2, 3],
+                             [PAD_ID, PAD_ID, 3, 4], [PAD_ID, PAD_ID, 4, 2]]
+    assert np.allclose(lp, np.log(0.2)) and ok.all()  # ties count as right
+
+
+def test_history_scores_the_first_token_and_unknowns_are_skipped():
+    vocab = char_vocab()
+    model = random_bigram(len(vocab), seed=2)
+    s = score_text(model, vocab, "ab", width=4, history="b")
+    assert s["tokens"] == 2
+    assert s["log_prob"] == pytest.approx(float(model.logp[vocab.id("b"), vocab.id("a")]
+                                                + model.logp[vocab.id("a"), vocab.id("b")]))
+    s = score_text(model, vocab, "aXb", width=4)  # X is not in the vocabulary
+    assert s["unknown"] == 1 and s["tokens"] == 1
+    assert s["log_prob"] == pytest.approx(float(model.logp[UNK_ID, vocab.id("b")]))
+
+
+def test_accuracy_and_lines():
+    vocab = char_vocab()
+    p = np.full((6, 6), 0.1)
+    p[:, vocab.id("a")] = 1.0  # always predicts 'a'
+    model = Bigram(p)
+    s = score_text(model, vocab, "baab", width=2)
+    assert s["next_token_accuracy"] == pytest.approx(2 / 3)
+    lines = score_lines(model, vocab, "ba\n\nab\n", width=2)
+    assert [x["line"] for x in lines] == ["ba", "ab"] and [x["tokens"] for x in lines] == [1, 1]
+    with pytest.raises(DataError):
+        token_logprobs(model, np.array([2, 3]), width=2, context=0)
