@@ -3,6 +3,10 @@
 Config groups live in conf/ (data, framing, model, optim, train, logger, experiment); any key can
 be overridden on the command line (``model.hidden_size=128``). Outputs go to the Hydra run dir,
 ``results/runs/<date>/<time>_<name>/`` unless ``hydra.run.dir=...`` says otherwise.
+
+With ``-m`` (a sweep) each job gets its own dir under ``results/sweeps/<date>_<time>/``, a W&B run
+named by its overrides in a group named after the sweep, and a job that fails is recorded there
+(``error.txt``, ``sweep_summary.jsonl``) without stopping the others; see docs/sweeps.md.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from omegaconf import DictConfig
 
 from lmjax.cli import check_group_choices, friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
+from lmjax.sweep import job_info, name_job, run_job
 
 register_configs()
 
@@ -23,12 +28,29 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 @friendly_errors
 def main(dcfg: DictConfig) -> float | None:
-    cfg = from_dictconfig(dcfg)
-    setup_jax()
-    from lmjax.train.loop import run
+    info = job_info()
 
-    summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    print(_report(summary))
+    def job() -> dict:
+        cfg = name_job(from_dictconfig(dcfg), info)
+        setup_jax()
+        out = Path(HydraConfig.get().runtime.output_dir)
+        if cfg.train.parallel_seeds > 1:  # K seeds in one vmapped program, one dir per seed
+            from lmjax.train.multiseed import run_seeds
+
+            per_seed = run_seeds(cfg, out)
+            for s in per_seed:
+                print(_report(s))
+            losses = [s["val_loss"] for s in per_seed]
+            return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
+        from lmjax.train.loop import run
+
+        return run(cfg, out)
+
+    summary = run_job(job, info)  # a multirun records a failed job and goes on
+    if summary is None:
+        return None
+    if not summary.pop("_printed", False):
+        print(_report(summary))
     return summary.get("val_loss")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -104,13 +105,28 @@ class WandbTracker:
         import wandb
 
         self.mode = wandb_mode(cfg)
-        self.run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
-            name=name, config=config, dir=str(run_dir), mode=self.mode, id=run_id,
-            resume="allow" if run_id else None, reinit="finish_previous",
-            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True,
-                                    init_timeout=30),
-        )
+
+        def init(mode: str) -> Any:
+            return wandb.init(
+                project=cfg.project, entity=cfg.entity, group=cfg.group,
+                tags=list(cfg.tags) or None, name=name, config=config, dir=str(run_dir),
+                mode=mode, id=run_id, resume="allow" if run_id else None,
+                reinit="finish_previous",
+                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True,
+                                        init_timeout=float(os.environ.get(
+                                            "LMJAX_WANDB_INIT_TIMEOUT", 20))))
+
+        try:
+            self.run = init(self.mode)
+        except Exception as e:  # noqa: BLE001 - no network must never fail a run
+            if self.mode != "online":
+                raise
+            msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            print(f"lmjax: W&B could not go online ({msg}); logging offline instead "
+                  f"(upload later with `wandb sync {run_dir / 'wandb'}/offline-run-*`)",
+                  file=sys.stderr, flush=True)
+            self.mode = "offline"
+            self.run = init("offline")
         self.run_id = self.run.id if self.run is not None else None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:

@@ -56,6 +56,7 @@ class Prepared:
     test_text: str
     corpus_types: int
     text_sha256: str = ""  # of the normalised corpus text (checkpoints record it)
+    heldout_text: str = ""  # the valid split (the whole text with data.split=none)
 
 
 def prepare_data(cfg: Config) -> Prepared:
@@ -77,7 +78,8 @@ def prepare_data(cfg: Config) -> Prepared:
         except LmjaxError as e:
             raise type(e)(str(e) + hint) from None
     return Prepared(vocab, train, valid, splits.test, corpus_types,
-                    hashlib.sha256(text.encode("utf-8")).hexdigest())
+                    hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    splits.train if cfg.data.split == "none" else splits.valid)
 
 
 def build_model(cfg: Config, vocab_size: int) -> tuple[nnx.GraphDef, Any]:

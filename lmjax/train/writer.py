@@ -19,6 +19,7 @@ from lmjax.errors import Interrupted
 from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
+from lmjax.train.heldout import heldout_word_metrics
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
 from lmjax.track import make_trackers
@@ -93,6 +94,10 @@ class RunWriter:
             "best_val_loss": pos.best_val_loss, "best_step": pos.best_step,
             "samples": samples,
         }
+        # every word model scored on the same held-out words, each with its framing's context
+        summary.update(heldout_word_metrics(
+            lambda x: steps.predict(state.params, jnp.asarray(x)), cfg, data.vocab,
+            data.heldout_text, t_len))
         _write_json(self.run_dir / "summary.json", summary)
         self.trackers.summary(summary)
         self.trackers.finish()
