@@ -1,0 +1,205 @@
+"""Interleaved timing of the implementations, lmjax's ratio to PyTorch, and the loop overhead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lmjax.bench.impls import ADAPTERS, PeerMissing, versions
+from lmjax.bench.shapes import SHAPES, BenchConfig, Shape
+
+GAP_S = 0.2  # pause between two implementations' rounds (lets spinning worker threads sleep)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def time_shape(shape: Shape, cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Build every implementation for one shape, warm each up, then time them in interleaved
+    rounds (lmjax, torch, flax, keras, lmjax, torch, ...). Returns the config's JSON entry."""
+    built: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    per_round: dict[str, int] = {}
+    compile_s: dict[str, float] = {}
+    for name in cfg.impls:
+        try:
+            t0 = time.perf_counter()
+            impl = ADAPTERS[name](shape, cfg.lr, cfg.seed)
+            impl.run(1)  # compiles (JAX) / allocates (torch)
+            compile_s[name] = time.perf_counter() - t0
+        except PeerMissing as e:
+            skipped[name] = str(e)
+            log(f"  {shape.name}: {name} skipped: {e}")
+            continue
+        # size a round to about cfg.round_s from one short timed run
+        t0 = time.perf_counter()
+        done = impl.run(max(1, getattr(impl, "per_call", 1)))
+        per_step = (time.perf_counter() - t0) / done
+        per_round[name] = max(1, round(cfg.round_s / max(per_step, 1e-6)))
+        for _ in range(cfg.warmup_rounds):
+            impl.run(per_round[name])
+        built[name] = impl
+    samples: dict[str, list[float]] = {n: [] for n in built}
+    for _ in range(cfg.rounds):
+        for name, impl in built.items():
+            time.sleep(GAP_S)
+            t0 = time.perf_counter()
+            done = impl.run(per_round[name])
+            samples[name].append(done * shape.tokens_per_step / (time.perf_counter() - t0))
+    results = {n: {"tokens_per_s": _stats(v), "samples": v,
+                   "sequences_per_s_median": statistics.median(v) / shape.seq_len,
+                   "steps_per_round": per_round[n], "setup_and_compile_s": compile_s[n]}
+               for n, v in samples.items()}
+    ratio = None
+    if "lmjax" in results and "torch" in results:
+        ratio = (results["lmjax"]["tokens_per_s"]["median"]
+                 / results["torch"]["tokens_per_s"]["median"])
+    for n in results:
+        log(f"  {shape.name}: {n:6s} {results[n]['tokens_per_s']['median']:>10,.0f} tokens/s "
+            f"(min {results[n]['tokens_per_s']['min']:,.0f}, max "
+            f"{results[n]['tokens_per_s']['max']:,.0f})")
+    return {"shape": {**shape.__dict__, "tokens_per_step": shape.tokens_per_step},
+            "results": results, "skipped": skipped, "ratio_vs_torch": ratio}
+
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,"  # 55 chars -> vocab 57
+
+
+def loop_overhead(cfg: BenchConfig, bare_tokens_per_s: float | None = None,
+                  log: Callable[[str], None] = print) -> dict:
+    """Config A through the real training loop (lmjax.train.loop.run, what experiments.run
+    calls) against lmjax's bare jitted step on the same shapes.
+
+    The loop trains ``loop_epochs`` epochs of 100 steps on random text; its tokens/s come from
+    metrics.jsonl's ``train_seconds`` between the end of epoch 1 (which includes compiling) and
+    the last epoch, so evaluation and compiling are excluded, as they are from the bare step.
+    """
+    from lmjax.config import (Config, DataConfig, FramingConfig, LoggerConfig, ModelConfig,
+                              OptimConfig, SampleConfig, TrainConfig)
+    from lmjax.train.loop import run
+
+    shape = SHAPES["A"]
+    steps_per_epoch = 100
+    # exactly batch * steps_per_epoch windows of seq_len + 1 chars every 3 (alphabet included)
+    n_chars = shape.seq_len + 3 * (shape.batch * steps_per_epoch - 1) + 1 - len(_ALPHABET)
+    rng = np.random.default_rng(cfg.seed)
+    text = "".join(np.array(list(_ALPHABET))[rng.integers(0, len(_ALPHABET), n_chars)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.txt"
+        path.write_text(_ALPHABET + text, encoding="utf-8")  # every symbol at least once
+        rcfg = Config(
+            name="bench_loop", seed=cfg.seed,
+            data=DataConfig(name="file", path=str(path), split="none", lowercase=False),
+            framing=FramingConfig(name="char", level="char", seq_len=shape.seq_len, step=3),
+            model=ModelConfig(embed_size=0, hidden_size=shape.hidden, num_layers=1),
+            optim=OptimConfig(name="adam", lr=cfg.lr, clip_norm=5.0),
+            train=TrainConfig(epochs=cfg.loop_epochs, batch_size=shape.batch, progress=False,
+                              checkpoint_every_s=0, eval_max_train_samples=2000),
+            sample=SampleConfig(prompts=["ab"], length=2), logger=LoggerConfig(name="none"))
+        summary = run(rcfg, Path(tmp) / "run")
+        recs = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    if summary["vocab_size"] != shape.vocab:
+        raise RuntimeError(f"loop bench vocabulary {summary['vocab_size']} != {shape.vocab}")
+    steps = recs[-1]["step"] - recs[0]["step"]
+    secs = recs[-1]["train_seconds"] - recs[0]["train_seconds"]
+    loop_tps = steps * shape.tokens_per_step / secs
+    if bare_tokens_per_s is None:
+        impl = ADAPTERS["lmjax"](shape, cfg.lr, cfg.seed)
+        impl.run(1)
+        samples = []
+        for _ in range(cfg.rounds):
+            t0 = time.perf_counter()
+            done = impl.run(steps // (cfg.loop_epochs - 1))
+            samples.append(done * shape.tokens_per_step / (time.perf_counter() - t0))
+        bare_tokens_per_s = statistics.median(samples)
+    out = {"config": "A", "loop_tokens_per_s": loop_tps, "bare_step_tokens_per_s": bare_tokens_per_s,
+           "loop_steps_timed": steps, "loop_seconds_timed": secs,
+           "overhead": bare_tokens_per_s / loop_tps - 1.0}
+    log(f"  loop overhead (A): loop {loop_tps:,.0f} tokens/s vs bare step "
+        f"{bare_tokens_per_s:,.0f} tokens/s -> {100 * out['overhead']:+.1f}%")
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Every requested config; returns (and writes to cfg.out, plus a .md twin) the results."""
+    import jax
+
+    meta = {"date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "device": f"{jax.devices()[0].platform}: {_cpu_name()}, {os.cpu_count()} cores",
+            "versions": versions(), "rounds": cfg.rounds, "round_s": cfg.round_s,
+            "warmup_rounds": cfg.warmup_rounds, "optimizer": f"adam lr {cfg.lr}, clip norm 5"}
+    try:
+        import torch
+
+        meta["torch_threads"] = torch.get_num_threads()
+    except Exception:
+        pass
+    out: dict[str, Any] = {"meta": meta, "configs": {}}
+    for name in cfg.configs:
+        log(f"config {name}: {SHAPES[name].what}")
+        out["configs"][name] = time_shape(SHAPES[name], cfg, log)
+    if cfg.loop_overhead and "lmjax" in cfg.impls:
+        bare = None
+        if "A" in out["configs"] and "lmjax" in out["configs"]["A"]["results"]:
+            bare = out["configs"]["A"]["results"]["lmjax"]["tokens_per_s"]["median"]
+        out["loop_overhead"] = loop_overhead(cfg, bare, log)
+    if cfg.out:
+        path = Path(cfg.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        path.with_suffix(".md").write_text(to_markdown(out))
+        log(f"wrote {path} and {path.with_suffix('.md')}")
+    return out
+
+
+def to_markdown(res: dict) -> str:
+    m = res["meta"]
+    impls = sorted({n for c in res["configs"].values() for n in c["results"]},
+                   key=list(ADAPTERS).index)
+    lines = [f"Device: {m['device']}; {m['date_utc']} UTC; "
+             + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+             + f"; {m['rounds']} interleaved rounds of ~{m['round_s']} s each after "
+               f"{m['warmup_rounds']} warm-up rounds.", "",
+             "Tokens per second, median (min-max); ratio = lmjax median / PyTorch median.", "",
+             "| config | " + " | ".join(impls) + " | lmjax / torch |",
+             "|---|" + "---|" * (len(impls) + 1)]
+    for name, c in res["configs"].items():
+        cells = []
+        for n in impls:
+            r = c["results"].get(n)
+            if r is None:
+                cells.append("skipped" if n in c["skipped"] else "-")
+            else:
+                s = r["tokens_per_s"]
+                cells.append(f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})")
+        ratio = "-" if c["ratio_vs_torch"] is None else f"{c['ratio_vs_torch']:.2f}x"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    notes = {n: why for c in res["configs"].values() for n, why in c["skipped"].items()}
+    lines += [""] + [f"* {n} skipped: {why}" for n, why in notes.items()]
+    if "loop_overhead" in res:
+        lo = res["loop_overhead"]
+        lines += ["", f"Training loop (config A, lmjax.train.loop.run): "
+                      f"{lo['loop_tokens_per_s']:,.0f} tokens/s vs the bare step's "
+                      f"{lo['bare_step_tokens_per_s']:,.0f}: overhead "
+                      f"{100 * lo['overhead']:+.1f}%."]
+    return "\n".join(lines) + "\n"

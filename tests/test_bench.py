@@ -1,0 +1,96 @@
+"""experiments.bench: lmjax's own step timed on a tiny shape, peers faked or skipped."""
+
+import json
+import time
+
+import pytest
+
+from lmjax.bench import impls, runner
+from lmjax.bench.shapes import SHAPES, BenchConfig, Shape
+from lmjax.errors import ConfigError
+
+TINY = Shape("A", 57, 0, 8, 1, 12, 16, True, "tiny")
+
+
+class FakePeer:
+    """A peer whose speed is known: each step sleeps a fixed time."""
+
+    name = "torch"
+
+    def __init__(self, shape, lr, seed):
+        self.calls = 0
+
+    def run(self, n):
+        self.calls += 1
+        time.sleep(0.002 * n)
+        return n
+
+
+class Missing:
+    def __init__(self, shape, lr, seed):
+        raise impls.PeerMissing("keras not importable (test)")
+
+
+def _cfg(**kw):
+    base = dict(impls=["lmjax", "torch", "keras"], rounds=3, round_s=0.05, warmup_rounds=0,
+                loop_overhead=False, out="")
+    return BenchConfig(**{**base, **kw})
+
+
+def test_times_lmjax_and_computes_ratio_from_measured_medians(monkeypatch):
+    monkeypatch.setitem(impls.ADAPTERS, "torch", FakePeer)
+    monkeypatch.setitem(impls.ADAPTERS, "keras", Missing)
+    monkeypatch.setattr(runner, "GAP_S", 0.0)
+    res = runner.time_shape(TINY, _cfg(), log=lambda s: None)
+    assert set(res["results"]) == {"lmjax", "torch"}
+    assert "keras not importable" in res["skipped"]["keras"]
+    for r in res["results"].values():
+        s = r["tokens_per_s"]
+        assert len(r["samples"]) == 3 and s["min"] <= s["median"] <= s["max"]
+        assert s["median"] == sorted(r["samples"])[1] > 0
+    # the fake peer sleeps 2 ms a step: at most 16 * 12 / 0.002 tokens/s
+    assert res["results"]["torch"]["tokens_per_s"]["max"] <= TINY.tokens_per_step / 0.002
+    ratio = (res["results"]["lmjax"]["tokens_per_s"]["median"]
+             / res["results"]["torch"]["tokens_per_s"]["median"])
+    assert res["ratio_vs_torch"] == pytest.approx(ratio)
+    assert res["shape"]["tokens_per_step"] == 16 * 12
+
+
+def test_lmjax_impl_trains_with_the_runs_steps():
+    impl = impls.LmjaxImpl(TINY, 1e-2, 0)
+    before = impl.state.params["layers"][0]["w_hh"][...].copy()
+    done = impl.run(1)
+    assert done == impl.per_call >= 1 and int(impl.state.step) == done
+    assert not (impl.state.params["layers"][0]["w_hh"][...] == before).all()
+
+
+def test_run_bench_writes_json_and_markdown(monkeypatch, tmp_path):
+    monkeypatch.setitem(SHAPES, "A", TINY)
+    monkeypatch.setitem(impls.ADAPTERS, "torch", Missing)
+    monkeypatch.setattr(runner, "GAP_S", 0.0)
+    out = tmp_path / "b.json"
+    res = runner.run_bench(_cfg(configs=["A"], impls=["lmjax", "torch"], rounds=2,
+                                loop_overhead=True, loop_epochs=2, out=str(out)),
+                           log=lambda s: None)
+    saved = json.loads(out.read_text())
+    assert saved["configs"]["A"]["ratio_vs_torch"] is None  # no torch: no ratio
+    assert saved["configs"]["A"]["results"]["lmjax"]["tokens_per_s"]["median"] > 0
+    assert "torch" in saved["configs"]["A"]["skipped"]
+    lo = saved["loop_overhead"]
+    assert lo["overhead"] == pytest.approx(lo["bare_step_tokens_per_s"] / lo["loop_tokens_per_s"] - 1)
+    assert lo["loop_steps_timed"] == 100  # epoch 2 of 100 steps, compile excluded
+    md = out.with_suffix(".md").read_text()
+    assert "| A |" in md and "skipped" in md and "overhead" in md
+    assert res["meta"]["versions"]["jax"]
+
+
+def test_cli_rejects_bad_keys_and_names():
+    from experiments.bench import parse
+
+    assert parse(["bench.configs=[a,C]", "impls=[lmjax]"]).configs == ["A", "C"]
+    with pytest.raises(ConfigError, match="unknown bench config"):
+        parse(["bench.configs=[E]"])
+    with pytest.raises(ConfigError, match="unknown bench impl"):
+        parse(["bench.impls=[mxnet]"])
+    with pytest.raises(ConfigError):
+        parse(["bench.nope=1"])
