@@ -19,6 +19,7 @@ from lmjax.errors import ConfigError
 FRAMING_NAMES = ("one_word", "line_by_line", "n_words", "char", "sequence")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
 SPLITS = ("position", "none")
 LOGGERS = ("wandb", "none")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
@@ -121,11 +122,23 @@ class OptimConfig:
     eps: float = 1e-7  # Keras' default for adam and rmsprop
     momentum: float = 0.0  # sgd only
     rho: float = 0.9  # rmsprop decay (Keras' rho)
+    # learning-rate schedule: constant, or cosine / linear decay from lr to lr * final_lr_frac
+    # over decay_steps optimizer steps (then held there)
+    schedule: str = "constant"
+    decay_steps: int = 0
+    final_lr_frac: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS,
                  f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
         _positive("optim.lr", self.lr)
+        _require(self.schedule in SCHEDULES,
+                 f"unknown optim.schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        _require(self.schedule == "constant" or self.decay_steps > 0,
+                 f"optim.schedule={self.schedule} needs optim.decay_steps > 0")
+        _require(self.decay_steps >= 0, f"optim.decay_steps must be >= 0, got {self.decay_steps}")
+        _require(0.0 <= self.final_lr_frac <= 1.0,
+                 f"optim.final_lr_frac must be in [0, 1], got {self.final_lr_frac}")
         _require(self.clip_norm >= 0, f"optim.clip_norm must be >= 0, got {self.clip_norm}")
 
 
