@@ -148,6 +148,15 @@ def test_compare_report_has_four_groups_of_two(sweep, tmp_path):
     assert md.count("\n| one_word") == 2 and md.count("\n| two_word") == 2
     pngs = sorted(p.name for p in (tmp_path / "cmp").glob("*.png"))
     assert "val_accuracy_vs_hidden_size.png" in pngs and "curves_val_loss.png" in pngs
+    # every metric against hidden size and against the input width (1 for one_word, 2 for
+    # two_word), the held-out word metrics included
+    for metric in ("val_accuracy", "oracle_val_accuracy", "val_perplexity", "val_top5_accuracy",
+                   "heldout_word_accuracy", "heldout_word_perplexity", "params", "wall_seconds",
+                   "tokens_per_second"):
+        for x in ("hidden_size", "seq_len"):
+            assert f"{metric}_vs_{x}.png" in pngs, (metric, x)
+    cols = {"held-out word acc", "held-out word ppl", "params", "wall s", "tokens/s"}
+    assert cols <= set(rows[0])
     for p in (tmp_path / "cmp").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -197,24 +206,36 @@ def test_a_failing_job_is_recorded_and_the_others_run(tmp_path):
 
 
 def test_wandb_one_offline_run_per_job(tmp_path):
+    """An lr sweep whose second job diverges: each job is its own W&B run, and the failed one
+    is finished too (exit code 1), so nothing merges."""
     d = tmp_path / "wsweep"
-    r = cli("-m", "framing=one_word,two_word", "logger=wandb", *QUICK, f"hydra.sweep.dir={d}",
-            env={"WANDB_MODE": "offline"})
+    r = cli("-m", "framing=two_word", "optim=sgd", "optim.clip_norm=0", "optim.lr=0.5,1e38",
+            "logger=wandb", *QUICK, f"hydra.sweep.dir={d}", env={"WANDB_MODE": "offline"})
     assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(x) for x in (d / "sweep_summary.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in rows] == ["completed", "failed"]
+    assert "TrainingDiverged" in rows[1]["error"]
     seen = {}
-    for job, framing in (("0", "one_word"), ("1", "two_word")):
+    for job, lr, code in (("0", 0.5, 0), ("1", 1e38, 1)):
         runs = run_log(d / job)["runs"]
         assert len(runs) == 1, job  # one W&B run per job, never merged
         w = runs[0]
-        assert w["group"] == "wsweep" and w["name"] == f"framing={framing}"
+        assert w["group"] == "wsweep" and w["name"] == f"optim.lr={lr:g}"
+        assert w["config"]["optim"]["lr"] == lr and w["config"]["framing"]["n_words"] == 2
         assert w["config"]["model"]["hidden_size"] == 50 and w["config"]["seed"] == 0
-        assert [h["epoch"] for h in w["history"]] == [1, 2, 3]
+        assert w["config"]["name"] == w["name"]
         metrics = [json.loads(x) for x in (d / job / "metrics.jsonl").read_text().splitlines()]
-        assert [h["val_loss"] for h in w["history"]] == [m["val_loss"] for m in metrics]
-        summary = json.loads((d / job / "summary.json").read_text())
-        assert w["summary"]["val_accuracy"] == summary["val_accuracy"]
-        assert w["exit_code"] == 0  # finish() was called
+        assert [h["epoch"] for h in w["history"]] == [m["epoch"] for m in metrics]
+        finite = [v if math.isfinite(v) else None for v in (h["val_loss"] for h in w["history"])]
+        assert finite == [m["val_loss"] for m in metrics]  # metrics.jsonl writes inf as null
+        assert w["exit_code"] == code  # finish() was called on both paths
         seen[w["id"]] = job
+    assert [h["epoch"] for h in run_log(d / "0")["runs"][0]["history"]] == [1, 2, 3]
+    summary = json.loads((d / "0" / "summary.json").read_text())
+    w0 = run_log(d / "0")["runs"][0]["summary"]
+    for k in ("val_accuracy", "heldout_word_accuracy", "heldout_word_perplexity", "params"):
+        assert w0[k] == summary[k], k
+    assert json.loads((d / "1" / "summary.json").read_text())["status"] == "failed"
     assert len(seen) == 2
 
 

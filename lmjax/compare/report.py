@@ -5,9 +5,10 @@
 
 * ``compare.csv`` and ``compare.md``: one row per group (runs that differ only in the seed), the
   config keys that vary between groups, then ``mean ± std`` of each metric and ``n``;
-* ``<metric>_vs_<key>.png``: each metric against hidden size and against sequence length (when
-  the sweep varies them), one line per framing (and per value of the other swept keys) with
-  error bars of one standard deviation over seeds;
+* ``<metric>_vs_<key>.png``: each metric against hidden size and against sequence length (the
+  input width trained on: ``framing.seq_len``, or n for the n-word framings), when the runs
+  differ in them; one line per framing (and per value of the other swept keys) with error bars
+  of one standard deviation over seeds;
 * ``curves_<metric>.png``: learning curves (validation loss and accuracy per epoch, mean over
   seeds), one panel per framing, one line per group;
 * ``report.html``: all of the above in one file (PNGs inlined), plus the failed runs.
@@ -28,7 +29,8 @@ from lmjax.compare.aggregate import (Group, Run, failed_runs, group_runs, metric
 
 X_KEYS = (("model.hidden_size", "hidden size"), ("framing.seq_len", "sequence length"))
 PLOT_METRICS = ("val_accuracy", "oracle_val_accuracy", "val_perplexity", "val_bits_per_char",
-                "val_top5_accuracy", "heldout_word_accuracy", "heldout_word_perplexity")
+                "val_top5_accuracy", "heldout_word_accuracy", "heldout_word_perplexity",
+                "params", "wall_seconds", "tokens_per_second")
 CURVE_METRICS = (("val_loss", "validation loss"), ("val_accuracy", "validation accuracy"))
 
 
@@ -79,13 +81,24 @@ def _series_label(g: Group, keys: list[str], skip: str) -> str:
     return ", ".join(parts)
 
 
+def x_value(g: Group, xkey: str) -> Any:
+    """A group's value on a plot's x axis. For the sequence length that is the input width the
+    runs trained on (summary ``seq_len``): ``framing.seq_len`` for char and sequence framings,
+    n for n_words (1 for one_word), the longest line prefix for line_by_line."""
+    if xkey == "framing.seq_len":
+        widths = {r.summary.get("seq_len") for r in g.runs}
+        if len(widths) == 1 and isinstance(next(iter(widths)), int):
+            return next(iter(widths))
+    return g.params.get(xkey)
+
+
 def metric_plots(groups: list[Group], out_dir: Path) -> list[Path]:
     """Each metric against each swept x key, one line per framing (+ other swept keys)."""
     plt = _plt()
     keys = varying_keys(groups)
     written = []
     for xkey, xname in X_KEYS:
-        xs = {g.params.get(xkey) for g in groups}
+        xs = {x_value(g, xkey) for g in groups}
         if len(xs) < 2 or not all(isinstance(x, (int, float)) for x in xs):
             continue
         for metric in PLOT_METRICS:
@@ -96,7 +109,7 @@ def metric_plots(groups: list[Group], out_dir: Path) -> list[Path]:
             for g in have:
                 st = g.stats[metric]
                 series.setdefault(_series_label(g, keys, xkey), []).append(
-                    (g.params[xkey], st.mean, 0.0 if st.n < 2 else st.std))
+                    (x_value(g, xkey), st.mean, 0.0 if st.n < 2 else st.std))
             fig, ax = plt.subplots(figsize=(6, 4))
             for label, pts in sorted(series.items()):
                 pts.sort()
@@ -194,7 +207,7 @@ def html_report(title: str, header: list[str], rows: list[list[str]], plots: lis
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }}
 th {{ background: #f3f3f3; }}
 figure {{ display: inline-block; margin: 0.5em; }}
 img {{ max-width: 640px; }}
