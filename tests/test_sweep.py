@@ -280,6 +280,14 @@ def test_named_sweep_preset_sweeps():
     params = yaml.safe_load(r.stdout.split("\n", 1)[1])
     assert params["framing"].split(",") == ["one_word", "line_by_line", "two_word", "three_word"]
     assert params["model.hidden_size"] == "16,50,128" and params["seed"] == "0,1,2"
+    # Hydra's basic sweeper expands these into 36 jobs, each with one value per key
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    jobs = [j for batch in BasicSweeper.split_arguments(parsed, None) for j in batch]
+    assert len(jobs) == 36 and len({tuple(j) for j in jobs}) == 36
+    assert ["framing=three_word", "model.hidden_size=128", "seed=2"] in jobs
 
 
 def test_compare_bad_path_one_line(tmp_path):
