@@ -180,6 +180,9 @@ class TrainConfig:
 class SampleConfig:
     prompts: List[str] = field(default_factory=lambda: ["jack", "jill"])
     length: int = 6  # tokens generated after each prompt
+    # keyboard demo: 5 completions of each text's first 40 chars -> completions.json (see
+    # docs/keyboard.md); empty: none
+    complete: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(self.length >= 0, f"sample.length must be >= 0, got {self.length}")

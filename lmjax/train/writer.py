@@ -78,6 +78,8 @@ class RunWriter:
         n, t_len = data.train.inputs.shape
         samples = _samples(cfg, steps, state, data.vocab, t_len)
         (self.run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
+        if cfg.sample.complete:  # the keyboard demo: completions.json, printed too
+            _completions(self.run_dir, cfg, steps, state, data.vocab, t_len)
         faults.reached("summary")
         level = cfg.framing.token_level
         summary = {
@@ -134,6 +136,20 @@ def _samples(cfg: Config, steps: Steps, state: TrainState, vocab: Vocab, width: 
         warnings.simplefilter("ignore")
         return [generate_seq(predict, vocab, p, cfg.sample.length, width)
                 for p in cfg.sample.prompts]
+
+
+def _completions(run_dir: Path, cfg: Config, steps: Steps, state: TrainState, vocab: Vocab,
+                 width: int) -> None:
+    """5 completions of each ``sample.complete`` text's first 40 chars (docs/keyboard.md)."""
+    from lmjax.infer.complete import format_completions, prompt_completions
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(steps.predict(state.params, jnp.asarray(x)))
+
+    rows = prompt_completions(predict, vocab, list(cfg.sample.complete), width,
+                              lowercase=cfg.data.lowercase)
+    _write_json(run_dir / "completions.json", rows)
+    print("\n".join(["completions:"] + format_completions(rows)))
 
 
 def state_tree(state: TrainState) -> dict:

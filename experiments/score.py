@@ -1,0 +1,67 @@
+"""Score a text with a trained model: ``python -m experiments.score run=RUN_DIR text="..."``.
+
+Prints the total log-probability (natural log) of the text and the per-token perplexity (word
+models) or bits per character (char models). Scored: every token after the first, each predicted
+from up to ``context`` tokens before it (default: the window the model was trained on), left-
+padded to that window; tokens outside the vocabulary are not scored (counted as unknown). With
+``file=PATH`` each non-empty line of the file is scored on its own, one line of output each, then
+the totals over all lines. Details: docs/keyboard.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lmjax.cli import friendly_errors
+from lmjax.infer.args import Arg, parse, setup
+
+SPEC = [
+    Arg("run", str, None, "the trained run directory", required=True),
+    Arg("text", str, None, "the text to score"),
+    Arg("file", str, None, "score each line of this UTF-8 file instead"),
+    Arg("context", int, 0, "tokens of left context (0: the model's trained window)"),
+]
+
+
+def _fmt(s: dict, metric: str) -> str:
+    value = s[metric]
+    shown = "n/a" if value is None else f"{value:.4f}"
+    return f"log_prob {s['log_prob']:.4f}  tokens {s['tokens']}  {metric} {shown}" + (
+        f"  unknown {s['unknown']}" if s["unknown"] else "")
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> None:
+    a = parse("experiments.score", __doc__, SPEC, argv)
+    from lmjax.errors import ConfigError
+
+    if (a["text"] is None) == (a["file"] is None):
+        raise ConfigError("give exactly one of text=... or file=PATH")
+    setup()
+    from lmjax.data.corpus import read_text_file
+    from lmjax.infer.load import load_run
+    from lmjax.infer.score import score_lines, score_text
+
+    text = a["text"] if a["file"] is None else read_text_file(a["file"])
+    loaded = load_run(a["run"])
+    if loaded.cfg.data.lowercase:
+        text = text.lower()
+    metric = "bits_per_char" if loaded.vocab.level == "char" else "perplexity"
+    ctx = a["context"] or None
+    if a["file"] is None:
+        s = score_text(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx, batch_size=64)
+        print(_fmt(s, metric))
+        return
+    rows = score_lines(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx)
+    for r in rows:
+        print(f"{_fmt(r, metric)}  {r['line']}")
+    lp = sum(r["log_prob"] for r in rows)
+    n = sum(r["tokens"] for r in rows)
+    total = {"log_prob": lp, "tokens": n, "unknown": sum(r["unknown"] for r in rows),
+             metric: None if n == 0 else (-lp / n / math.log(2) if metric == "bits_per_char"
+                                          else math.exp(-lp / n))}
+    print(f"total ({len(rows)} lines): {_fmt(total, metric)}")
+
+
+if __name__ == "__main__":
+    main()

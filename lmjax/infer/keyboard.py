@@ -1,0 +1,241 @@
+"""How many keystrokes a predictive keyboard saves: a simulated user typing held-out text.
+
+**The user.** The held-out text is typed from left to right. Before each keystroke inside a
+word, the keyboard shows its top ``n`` completions of the word being typed
+(:func:`lmjax.infer.complete.complete`, given all the text before); as soon as the intended word
+is among them, the user accepts it with **one** keystroke, which inserts the rest of the word
+(not the space or punctuation after it: those are typed as usual). The user accepts only when
+that saves something, i.e. while at least two characters of the word remain to be typed. A word
+is therefore offered at prefixes ``j = 0 .. len(word) - 2``; accepted at prefix ``j`` it costs
+``j + 1`` keystrokes instead of ``len(word)``, saving ``len(word) - j - 1``.
+
+**Words and keystrokes.** Char models: a word is a maximal run of word characters (letters,
+digits, apostrophes); the evaluated text runs from the first character of the first word to the
+last character of word ``max_words``, and *keystrokes without help* = its length in characters
+(words, spaces, punctuation and line breaks, one keystroke each). Word models: the words are
+the vocabulary's tokens of the text (punctuation removed), typed separated by single spaces, so
+keystrokes without help = sum of word lengths + (words - 1); a word outside the vocabulary is
+never suggested.
+
+**Reported**, for each ``n``: ``keystroke_savings`` = keystrokes saved / keystrokes without
+help; ``hit_rate`` = words accepted from a suggestion / words; ``next_word_hit_rate`` = words
+accepted before any of their characters was typed / words. The suggestions at a prefix do not
+depend on ``n`` (the first ``n`` of the top ``max(ns)``), so one pass serves every ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab, tokenize_lines
+from lmjax.errors import ConfigError
+from lmjax.infer.complete import complete, format_completions, prompt_completions
+from lmjax.infer.generate import PredictFn, fit_context
+from lmjax.infer.score import heldout_next_token
+
+_WORD = re.compile(r"(?:[^\W_]|')+")
+
+# The predictive-keyboard tutorial's five quotes (its demo uses their first 40 characters).
+TUTORIAL_QUOTES = (
+    "It is not a lack of love, but a lack of friendship that makes unhappy marriages.",
+    "That which does not kill us makes us stronger.",
+    "I'm not upset that you lied to me, I'm upset that from now on I can't believe you.",
+    "And those who were seen dancing were thought to be insane by those who could not hear the "
+    "music.",
+    "It is hard enough to remember my opinions, without also remembering my reasons for them!",
+)
+
+
+def _progress(total: int, enabled: bool):
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    return Progress(TextColumn("[bold]keystrokes"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("words"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), refresh_per_second=4)
+
+
+def _tally(words: Sequence[str], accepted: list[dict[int, int]], ns: Sequence[int],
+           keystrokes: int) -> dict:
+    """accepted[w][n] = the prefix length at which word w was accepted with top-n suggestions."""
+    out: dict = {"words": len(words), "keystrokes_without_help": keystrokes,
+                 "keystrokes_saved": {}, "keystroke_savings": {}, "hit_rate": {},
+                 "next_word_hit_rate": {}}
+    for n in ns:
+        saved = sum(len(w) - acc[n] - 1 for w, acc in zip(words, accepted) if n in acc)
+        hits = sum(n in acc for acc in accepted)
+        first = sum(acc.get(n) == 0 for acc in accepted)
+        out["keystrokes_saved"][str(n)] = int(saved)
+        out["keystroke_savings"][str(n)] = saved / max(keystrokes, 1)
+        out["hit_rate"][str(n)] = hits / max(len(words), 1)
+        out["next_word_hit_rate"][str(n)] = first / max(len(words), 1)
+    return out
+
+
+def _accept(ranks: Iterable[int | None], ns: Sequence[int]) -> dict[int, int]:
+    """ranks[j] = rank of the word among the suggestions at prefix j (None: not shown)."""
+    acc: dict[int, int] = {}
+    for j, r in enumerate(ranks):
+        if r is None:
+            continue
+        for n in ns:
+            if r < n and n not in acc:
+                acc[n] = j
+        if len(acc) == len(ns):
+            break
+    return acc
+
+
+def simulate_chars(predict: PredictFn, vocab: Vocab, text: str, width: int,
+                   ns: Sequence[int] = (1, 3, 5), method: str = "beam", max_words: int = 2000,
+                   history: str = "", progress: bool = True) -> dict:
+    """Keystroke savings of a char model on ``text`` (see the module docstring).
+
+    ``history`` (text before ``text``) only gives the first words their left context.
+    """
+    nmax = max(ns)
+    matches = list(_WORD.finditer(text))[:max_words] if max_words else list(_WORD.finditer(text))
+    if not matches:
+        return _tally([], [], ns, 0)
+    full, off = history[-width:] + text, len(history[-width:])
+    words, accepted = [], []
+    bar = _progress(len(matches), progress)
+    with bar or nullcontext():
+        task = bar.add_task("k", total=len(matches)) if bar else None
+        for m in matches:
+            w, s = m.group(), m.start() + off
+            ctx0 = max(0, s - width)
+
+            def ranks():
+                for j in range(len(w) - 1):
+                    sugg = [c.word for c in complete(predict, vocab, full[ctx0:s + j], nmax,
+                                                     width, method=method, warn=False)]
+                    yield sugg.index(w) if w in sugg else None
+
+            words.append(w)
+            accepted.append(_accept(ranks(), ns))
+            if bar:
+                bar.update(task, advance=1)
+    keystrokes = matches[-1].end() - matches[0].start()
+    return _tally(words, accepted, ns, keystrokes)
+
+
+def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
+                   ns: Sequence[int] = (1, 3, 5), max_words: int = 2000, history: str = "",
+                   batch_size: int = 256, progress: bool = True) -> dict:
+    """Keystroke savings of a word model on ``text`` (see the module docstring). One prediction
+    per word serves all its prefixes: the candidates are the vocabulary words with the prefix,
+    ranked by their probability after the words before."""
+    hist = [t for line in tokenize_lines(history, "word") for t in line][-width:]
+    words = [t for line in tokenize_lines(text, "word") for t in line]
+    words = words[:max_words] if max_words else words
+    if not words:
+        return _tally([], [], ns, 0)
+    ids = vocab.encode(hist + words)
+    tokens = np.asarray(vocab.tokens, dtype=object)
+    accepted = []
+    bar = _progress(len(words), progress)
+    with bar or nullcontext():
+        task = bar.add_task("k", total=len(words)) if bar else None
+        for b in range(0, len(words), batch_size):
+            idx = range(len(hist) + b, len(hist) + min(b + batch_size, len(words)))
+            x = np.stack([fit_context(ids[max(0, i - width):i], width) for i in idx])
+            m = len(x)
+            x = np.concatenate([x, np.full((batch_size - m, width), PAD_ID, np.int32)])
+            logp = np.asarray(predict(x))[:m]
+            for row, i in zip(logp, idx):
+                t, w = int(ids[i]), words[i - len(hist)]
+                if t == UNK_ID:
+                    accepted.append({})
+                    continue
+                ahead = (row > row[t]) | ((row == row[t]) & (np.arange(len(row)) < t))
+                ahead[[PAD_ID, UNK_ID]] = False
+                better = tokens[ahead]
+                accepted.append(_accept(
+                    (sum(1 for u in better if u.startswith(w[:j])) for j in range(len(w) - 1)),
+                    ns))
+            if bar:
+                bar.update(task, advance=m)
+    keystrokes = sum(len(w) for w in words) + len(words) - 1
+    return _tally(words, accepted, ns, keystrokes)
+
+
+def split_texts(cfg) -> tuple[dict[str, str], dict[str, str]]:
+    """The run's corpus cut as in training: {split: text}, {split: the text before it}."""
+    from lmjax.data.corpus import load_text, split_text
+
+    sp = split_text(load_text(cfg.data), cfg.data)
+    if cfg.data.split == "none":
+        return {"train": sp.train, "valid": sp.valid, "test": sp.test}, {}
+    return ({"train": sp.train, "valid": sp.valid, "test": sp.test},
+            {"valid": sp.train, "test": sp.train + sp.valid})
+
+
+def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
+                  method: str = "beam", max_words: int = 2000, context: int | None = None,
+                  progress: bool = True, write: bool = True) -> dict:
+    """Held-out next-token metrics, keystroke savings and the tutorial's quote completions of a
+    loaded run; writes ``keyboard_eval.json`` and ``completions.json`` in its run dir."""
+    texts, before = split_texts(loaded.cfg)
+    if split not in texts:
+        raise ConfigError(f"split must be one of train, valid, test; got {split!r}")
+    if not ns or min(ns) < 1:
+        raise ConfigError(f"n must list numbers >= 1, got {list(ns)}")
+    text, history = texts[split], before.get(split, "")
+    level = loaded.vocab.level
+    t0 = time.perf_counter()
+    nt = heldout_next_token(loaded, text, context, history)
+    t1 = time.perf_counter()
+    if level == "char":
+        ks = simulate_chars(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, method,
+                            max_words, history, progress)
+    else:
+        ks = simulate_words(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, max_words,
+                            history, progress=progress)
+    t2 = time.perf_counter()
+    prompts = list(loaded.cfg.sample.complete) or list(TUTORIAL_QUOTES)
+    comps = prompt_completions(loaded.predict, loaded.vocab, prompts, loaded.seq_len,
+                               lowercase=loaded.cfg.data.lowercase)
+    metric = "bits_per_char" if level == "char" else "perplexity"
+    result = {
+        "split": split, "level": level, "context": context or loaded.seq_len,
+        "step": int(loaded.state.step),
+        "next_token_accuracy": nt["next_token_accuracy"], metric: nt[metric],
+        "tokens": nt["tokens"], "unknown_tokens": nt["unknown"],
+        "method": method if level == "char" else "words", "max_words": max_words,
+        **ks,
+        "seconds": {"next_token": t1 - t0, "keystrokes": t2 - t1},
+        "completions": comps,
+    }
+    if write:
+        _write(Path(loaded.run_dir) / "keyboard_eval.json", result)
+        _write(Path(loaded.run_dir) / "completions.json", comps)
+    return result
+
+
+def _write(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def format_report(r: dict) -> str:
+    metric = "bits_per_char" if "bits_per_char" in r else "perplexity"
+    ns = list(r["keystroke_savings"])
+    lines = [f"{r['split']}: next-token accuracy {r['next_token_accuracy']:.4f}, {metric} "
+             f"{r[metric]:.4f} ({r['tokens']} tokens, {r['seconds']['next_token']:.1f}s)",
+             f"keystrokes ({r['words']} words, {r['keystrokes_without_help']} keystrokes without "
+             f"help, {r['method']}, {r['seconds']['keystrokes']:.1f}s):"]
+    lines += [f"  n={n}: savings {r['keystroke_savings'][n]:.4f}  hit rate {r['hit_rate'][n]:.4f}"
+              f"  next-word hit rate {r['next_word_hit_rate'][n]:.4f}" for n in ns]
+    return "\n".join(lines + format_completions(r["completions"]))
