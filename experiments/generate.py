@@ -1,4 +1,6 @@
-"""Generate text after a prompt: ``python -m experiments.generate run=RUN_DIR prompt="jack and" length=6``.
+"""Generate text after a prompt, from a trained run.
+
+    python -m experiments.generate run=RUN_DIR prompt="jack and" length=6 strategy=beam beams=4
 
 Strategies (``strategy=``): ``greedy`` (the tutorials' generate_seq), ``sample`` (softmax with a
 ``temperature``), ``top_k`` (sampling from the ``k`` most probable tokens), ``top_p`` (sampling

@@ -1,4 +1,6 @@
-"""Evaluate a run as a predictive keyboard: ``python -m experiments.keyboard_eval run=RUN_DIR split=test n=1,3,5``.
+"""Evaluate a trained run as a predictive keyboard.
+
+    python -m experiments.keyboard_eval run=RUN_DIR split=test n=1,3,5
 
 On the run's own held-out split (cut as in training): next-token accuracy and bits per char (char
 models) or perplexity (word models) over every position, each predicted from up to ``context``

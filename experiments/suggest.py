@@ -1,4 +1,6 @@
-"""Suggest completions of the word being typed: ``python -m experiments.suggest run=RUN_DIR text="..."``.
+"""Suggest completions of the word being typed, from a trained run.
+
+    python -m experiments.suggest run=RUN_DIR text="that which does not kill us makes us str"
 
 Prints the ``n`` suggested words for the end of ``text``: completions of the partly typed word,
 or the next word right after a space. Without ``text`` it is interactive: each line read from
