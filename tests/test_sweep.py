@@ -74,6 +74,14 @@ def test_grouping_ignores_seed_and_failed_runs(tmp_path):
     assert groups[("two_word", 16)].n == 1  # the failed seed is not averaged in
 
 
+def test_runs_are_found_under_any_path_but_not_inside_wandb_dirs(tmp_path):
+    base = tmp_path / "wandb" / "sweep"  # a user's folder may be called wandb
+    _fake_run(base / "0", "one_word", 16, 0, 0.5)
+    _fake_run(base / "0" / "wandb" / "x", "one_word", 16, 1, 0.7)  # W&B's files: not a run
+    runs = find_runs([base])
+    assert [r.path for r in runs] == [base / "0"]
+
+
 # --- held-out word metrics ------------------------------------------------------------------
 
 def test_heldout_contexts_follow_each_framing():

@@ -142,7 +142,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
         dirs = [p] if (p / "summary.json").is_file() else sorted(
             (s.parent for s in p.rglob("summary.json")), key=_natural)
         for d in dirs:
-            if "wandb" in d.parts or d.resolve() in found or _process_copy(d):
+            inside = d.relative_to(p).parts  # W&B's own files, not the path given
+            if "wandb" in inside or d.resolve() in found or _process_copy(d):
                 continue
             run = load_run(d)
             if run is not None:
