@@ -60,7 +60,9 @@ def test_lmjax_impl_trains_with_the_runs_steps():
     impl = impls.LmjaxImpl(TINY, 1e-2, 0)
     before = impl.state.params["layers"][0]["w_hh"][...].copy()
     done = impl.run(1)
-    assert done == impl.per_call >= 1 and int(impl.state.step) == done
+    assert done == impl.per_call == 1 and int(impl.state.step) == 1
+    impl.set_per_call(impl.auto_per_call)
+    assert impl.run(1) == impl.auto_per_call > 1 and int(impl.state.step) == 1 + impl.auto_per_call
     assert not (impl.state.params["layers"][0]["w_hh"][...] == before).all()
 
 

@@ -7,7 +7,8 @@ at least ``n`` optimizer steps, waits for them to finish and returns how many it
 
 * ``lmjax``: the very :class:`lmjax.train.step.Steps` that ``experiments.run`` trains with
   (built by ``lmjax.train.loop.make_steps``), its jitted ``train_chunk`` fusing as many steps per
-  call as the training loop would (``auto_steps_per_call``).
+  call as the training loop would (``auto_steps_per_call``), or fewer where one such call would
+  outlast a timed round (config D: 143 fused steps take about a minute on 2 cores).
 * ``torch``: ``nn.LSTM`` (oneDNN's fused CPU kernel) + ``nn.Linear``, one step per Python call;
   one-hot inputs are made once up front, as the keyboard tutorial does.
 * ``flax``: ``nnx.RNN(nnx.OptimizedLSTMCell)`` layers + ``nnx.Linear``, one jitted step per call.
@@ -81,9 +82,14 @@ class LmjaxImpl:
         if shape.last_only:
             w[:, :-1] = 0.0
         self.data = {"inputs": jnp.asarray(x), "targets": jnp.asarray(y), "weights": jnp.asarray(w)}
-        self.per_call = per_call
-        self.idx = jnp.asarray(np.arange(per_call * shape.batch).reshape(per_call, shape.batch))
-        self._jax = jax
+        self.batch, self._jnp, self._jax = shape.batch, jnp, jax
+        self.auto_per_call = per_call  # what the training loop fuses for this shape
+        self.set_per_call(1)  # the runner times a few single steps, then sets the fusion
+
+    def set_per_call(self, k: int) -> None:
+        """Fuse k steps per jitted call (a new k compiles once more)."""
+        self.per_call = k
+        self.idx = self._jnp.asarray(np.arange(k * self.batch).reshape(k, self.batch))
 
     def run(self, n: int) -> int:
         calls = max(1, math.ceil(n / self.per_call))

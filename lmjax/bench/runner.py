@@ -41,11 +41,17 @@ def time_shape(shape: Shape, cfg: BenchConfig, log: Callable[[str], None] = prin
             skipped[name] = str(e)
             log(f"  {shape.name}: {name} skipped: {e}")
             continue
-        # size a round to about cfg.round_s from one short timed run
+        # size a round to about cfg.round_s from a short timed run
         t0 = time.perf_counter()
-        done = impl.run(max(1, getattr(impl, "per_call", 1)))
+        done = impl.run(3)
         per_step = (time.perf_counter() - t0) / done
         per_round[name] = max(1, round(cfg.round_s / max(per_step, 1e-6)))
+        if hasattr(impl, "auto_per_call"):
+            # lmjax fuses as many steps per call as the training loop would, unless one such
+            # call would outlast a round (a slow config, where fusing saves nothing measurable)
+            impl.set_per_call(min(impl.auto_per_call, per_round[name]))
+            impl.run(1)  # compiles the chunk
+            per_round[name] = max(per_round[name] // impl.per_call, 1) * impl.per_call
         for _ in range(cfg.warmup_rounds):
             impl.run(per_round[name])
         built[name] = impl
@@ -75,14 +81,14 @@ def time_shape(shape: Shape, cfg: BenchConfig, log: Callable[[str], None] = prin
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,"  # 55 chars -> vocab 57
 
 
-def loop_overhead(cfg: BenchConfig, bare_tokens_per_s: float | None = None,
-                  log: Callable[[str], None] = print) -> dict:
+def loop_overhead(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Config A through the real training loop (lmjax.train.loop.run, what experiments.run
     calls) against lmjax's bare jitted step on the same shapes.
 
     The loop trains ``loop_epochs`` epochs of 100 steps on random text; its tokens/s come from
     metrics.jsonl's ``train_seconds`` between the end of epoch 1 (which includes compiling) and
-    the last epoch, so evaluation and compiling are excluded, as they are from the bare step.
+    the last epoch, so evaluation and compiling are excluded, as they are from the bare step,
+    which is timed right after the loop (same steps per round as one loop epoch).
     """
     from lmjax.config import (Config, DataConfig, FramingConfig, LoggerConfig, ModelConfig,
                               OptimConfig, SampleConfig, TrainConfig)
@@ -113,15 +119,15 @@ def loop_overhead(cfg: BenchConfig, bare_tokens_per_s: float | None = None,
     steps = recs[-1]["step"] - recs[0]["step"]
     secs = recs[-1]["train_seconds"] - recs[0]["train_seconds"]
     loop_tps = steps * shape.tokens_per_step / secs
-    if bare_tokens_per_s is None:
-        impl = ADAPTERS["lmjax"](shape, cfg.lr, cfg.seed)
-        impl.run(1)
-        samples = []
-        for _ in range(cfg.rounds):
-            t0 = time.perf_counter()
-            done = impl.run(steps // (cfg.loop_epochs - 1))
-            samples.append(done * shape.tokens_per_step / (time.perf_counter() - t0))
-        bare_tokens_per_s = statistics.median(samples)
+    impl = ADAPTERS["lmjax"](shape, cfg.lr, cfg.seed)
+    impl.set_per_call(impl.auto_per_call)  # as the loop fuses
+    impl.run(1)
+    samples = []
+    for _ in range(cfg.rounds):
+        t0 = time.perf_counter()
+        done = impl.run(steps // (cfg.loop_epochs - 1))
+        samples.append(done * shape.tokens_per_step / (time.perf_counter() - t0))
+    bare_tokens_per_s = statistics.median(samples)
     out = {"config": "A", "loop_tokens_per_s": loop_tps, "bare_step_tokens_per_s": bare_tokens_per_s,
            "loop_steps_timed": steps, "loop_seconds_timed": secs,
            "overhead": bare_tokens_per_s / loop_tps - 1.0}
@@ -159,10 +165,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         log(f"config {name}: {SHAPES[name].what}")
         out["configs"][name] = time_shape(SHAPES[name], cfg, log)
     if cfg.loop_overhead and "lmjax" in cfg.impls:
-        bare = None
-        if "A" in out["configs"] and "lmjax" in out["configs"]["A"]["results"]:
-            bare = out["configs"]["A"]["results"]["lmjax"]["tokens_per_s"]["median"]
-        out["loop_overhead"] = loop_overhead(cfg, bare, log)
+        out["loop_overhead"] = loop_overhead(cfg, log)
     if cfg.out:
         path = Path(cfg.out)
         path.parent.mkdir(parents=True, exist_ok=True)
