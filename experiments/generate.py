@@ -17,6 +17,7 @@ from lmjax.infer.args import Arg, parse, setup
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
+    Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("prompt", str, None, "the text to continue", required=True),
     Arg("length", int, 20, "tokens to generate (words or characters)"),
     Arg("strategy", str, "greedy", "greedy | sample | top_k | top_p | beam"),
@@ -36,12 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     from lmjax.infer.decode import STRATEGIES, beam_search, generate_text
     from lmjax.infer.generate import encode_prompt
     from lmjax.errors import ConfigError
-    from lmjax.infer.load import load_run
+    from lmjax.infer.load import load_run, parse_checkpoint
 
     if a["strategy"] not in STRATEGIES:
         raise ConfigError(f"unknown strategy {a['strategy']!r}; choose one of "
                           f"{', '.join(STRATEGIES)}")
-    loaded = load_run(a["run"])
+    loaded = load_run(a["run"], parse_checkpoint(a["checkpoint"]))
     vocab, prompt = loaded.vocab, a["prompt"]
     if loaded.cfg.data.lowercase:
         prompt = prompt.lower()

@@ -8,7 +8,9 @@ previous tokens (default: the trained window); then a simulated user types the f
 ``max_words`` words, accepting a suggestion as soon as the intended word is among the top n,
 for each n: keystroke savings and hit rates. Also completes the keyboard tutorial's five quotes
 (or the run's ``sample.complete`` texts). Writes ``keyboard_eval.json`` and ``completions.json``
-into the run dir (nothing else). Definitions: docs/keyboard.md.
+into the run dir (nothing else; ``checkpoint=best`` evaluates the checkpoint with the lowest
+validation loss and writes ``keyboard_eval_best.json``, ``checkpoint=N`` step N's,
+``keyboard_eval_stepN.json``). Definitions: docs/keyboard.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from lmjax.infer.args import Arg, boolean, ints, parse, setup
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
+    Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("split", str, "test", "train | valid | test"),
     Arg("n", ints, (1, 3, 5), "suggestion counts, comma separated"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
@@ -34,17 +37,20 @@ def main(argv: list[str] | None = None) -> None:
     from lmjax.errors import ConfigError
     from lmjax.infer.complete import METHODS
     from lmjax.infer.keyboard import format_report, keyboard_eval
-    from lmjax.infer.load import load_run
+    from lmjax.infer.load import load_run, parse_checkpoint
 
     if a["method"] not in METHODS:
         raise ConfigError(f"unknown method {a['method']!r}; choose one of {', '.join(METHODS)}")
     if a["max_words"] < 0 or a["context"] < 0:
         raise ConfigError("max_words and context must be >= 0")
-    loaded = load_run(a["run"])
+    which = parse_checkpoint(a["checkpoint"])
+    loaded = load_run(a["run"], which)
+    which = which if isinstance(which, str) else "step"
     r = keyboard_eval(loaded, a["split"], a["n"], a["method"], a["max_words"],
-                      a["context"] or None, a["progress"])
+                      a["context"] or None, a["progress"], checkpoint=which)
     print(format_report(r))
-    print(f"wrote {loaded.run_dir / 'keyboard_eval.json'} and completions.json")
+    tag = "" if which == "latest" else "_best" if which == "best" else f"_step{r['step']}"
+    print(f"wrote {loaded.run_dir / f'keyboard_eval{tag}.json'} and completions{tag}.json")
 
 
 if __name__ == "__main__":

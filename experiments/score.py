@@ -17,6 +17,7 @@ from lmjax.infer.args import Arg, parse, setup
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
+    Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("text", str, None, "the text to score"),
     Arg("file", str, None, "score each line of this UTF-8 file instead"),
     Arg("context", int, 0, "tokens of left context (0: the model's trained window)"),
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError("give exactly one of text=... or file=PATH")
     setup()
     from lmjax.data.corpus import read_text_file
-    from lmjax.infer.load import load_run
+    from lmjax.infer.load import load_run, parse_checkpoint
     from lmjax.infer.score import score_lines, score_text
 
     text = a["text"] if a["file"] is None else read_text_file(a["file"])
-    loaded = load_run(a["run"])
+    loaded = load_run(a["run"], parse_checkpoint(a["checkpoint"]))
     if loaded.cfg.data.lowercase:
         text = text.lower()
     metric = "bits_per_char" if loaded.vocab.level == "char" else "perplexity"

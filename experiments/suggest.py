@@ -20,6 +20,7 @@ from lmjax.infer.args import Arg, parse, setup
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
+    Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("text", str, None, "what has been typed so far (none: read lines from stdin)"),
     Arg("n", int, 5, "how many suggestions"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
@@ -42,11 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     setup()
     from lmjax.infer.complete import METHODS
     from lmjax.errors import ConfigError
-    from lmjax.infer.load import load_run
+    from lmjax.infer.load import load_run, parse_checkpoint
 
     if a["method"] not in METHODS:
         raise ConfigError(f"unknown method {a['method']!r}; choose one of {', '.join(METHODS)}")
-    loaded = load_run(a["run"])
+    loaded = load_run(a["run"], parse_checkpoint(a["checkpoint"]))
     if a["text"] is not None:
         print(" | ".join(suggestions(loaded, a["text"], a)))
         return

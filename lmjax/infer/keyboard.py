@@ -183,9 +183,10 @@ def split_texts(cfg) -> tuple[dict[str, str], dict[str, str]]:
 
 def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
                   method: str = "beam", max_words: int = 2000, context: int | None = None,
-                  progress: bool = True, write: bool = True) -> dict:
+                  progress: bool = True, write: bool = True, checkpoint: str = "latest") -> dict:
     """Held-out next-token metrics, keystroke savings and the tutorial's quote completions of a
-    loaded run; writes ``keyboard_eval.json`` and ``completions.json`` in its run dir."""
+    loaded run; writes ``keyboard_eval.json`` and ``completions.json`` in its run dir (for a
+    ``checkpoint`` other than the latest: ``keyboard_eval_best.json``, ``..._step<N>.json``)."""
     texts, before = split_texts(loaded.cfg)
     if split not in texts:
         raise ConfigError(f"split must be one of train, valid, test; got {split!r}")
@@ -209,7 +210,7 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
     metric = "bits_per_char" if level == "char" else "perplexity"
     result = {
         "split": split, "level": level, "context": context or loaded.seq_len,
-        "step": int(loaded.state.step),
+        "checkpoint": checkpoint, "step": int(loaded.state.step),
         "next_token_accuracy": nt["next_token_accuracy"], metric: nt[metric],
         "tokens": nt["tokens"], "unknown_tokens": nt["unknown"],
         "method": method if level == "char" else "words", "max_words": max_words,
@@ -218,8 +219,10 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         "completions": comps,
     }
     if write:
-        _write(Path(loaded.run_dir) / "keyboard_eval.json", result)
-        _write(Path(loaded.run_dir) / "completions.json", comps)
+        tag = ("" if checkpoint == "latest" else
+               "_best" if checkpoint == "best" else f"_step{int(loaded.state.step)}")
+        _write(Path(loaded.run_dir) / f"keyboard_eval{tag}.json", result)
+        _write(Path(loaded.run_dir) / f"completions{tag}.json", comps)
     return result
 
 

@@ -53,8 +53,19 @@ def load_config(run_dir: str | Path) -> Config:
         raise CheckpointError(f"cannot parse {path}: {e}") from None
 
 
-def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
-    """The trained state of ``run_dir`` (latest checkpoint unless ``step`` is given)."""
+def parse_checkpoint(which: str) -> str | int:
+    """``latest`` | ``best`` | a step number (the inference commands' ``checkpoint=``)."""
+    which = str(which).strip()
+    if which in ("latest", "best"):
+        return which
+    if which.isdigit():
+        return int(which)
+    raise CheckpointError(f"checkpoint={which!r} is not latest, best or a step number")
+
+
+def load_run(run_dir: str | Path, step: int | str | None = None) -> LoadedRun:
+    """The trained state of ``run_dir``: its latest checkpoint (``step`` None or ``"latest"``),
+    the one with the lowest validation loss (``"best"``), or the checkpoint of step ``step``."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     vocab = Vocab.load(run_dir / "vocab.json")
@@ -64,7 +75,18 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     # read-only: never creates, cleans or deletes anything (the run may still be training)
     ckpt = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:
-        step = ckpt.latest_step() if step is None else step  # one step for meta and state
+        if step in (None, "latest"):
+            step = ckpt.latest_step()  # one step for meta and state
+        elif step == "best":
+            best = ckpt.best_step()
+            if best is None:
+                raise CheckpointError(f"{run_dir} has no validation loss to pick the best "
+                                      f"checkpoint by; use checkpoint=latest")
+            if best not in ckpt.all_steps():
+                raise CheckpointError(f"the best epoch (step {best}) of {run_dir} was not "
+                                      f"checkpointed (train.checkpoint_every=1 keeps it); "
+                                      f"kept steps: {sorted(ckpt.all_steps())}")
+            step = best
         if ckpt.restore_meta(step).get("vocab_sha256") != vocab.sha256():
             raise CheckpointError(f"{run_dir / 'vocab.json'} does not match the vocabulary the "
                                   f"checkpoint was trained with; was it edited?")

@@ -124,6 +124,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def best_step(self) -> int | None:
+        """The step with the lowest epoch-end validation loss so far, as the latest
+        checkpoint's metadata records it (``best_step``). Its checkpoint is kept (the
+        preservation policy) if one was written at that step (``train.checkpoint_every``)."""
+        latest = self.manager.latest_step()
+        return None if latest is None else self.restore_meta(latest).get("best_step")
+
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
