@@ -33,7 +33,7 @@ class Missing:
 
 def _cfg(**kw):
     base = dict(impls=["lmjax", "torch", "keras"], rounds=3, round_s=0.05, warmup_rounds=0,
-                loop_overhead=False, out="")
+                loop_overhead=False, first_step=False, out="")
     return BenchConfig(**{**base, **kw})
 
 
@@ -72,7 +72,8 @@ def test_run_bench_writes_json_and_markdown(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "GAP_S", 0.0)
     out = tmp_path / "b.json"
     res = runner.run_bench(_cfg(configs=["A"], impls=["lmjax", "torch"], rounds=2,
-                                loop_overhead=True, loop_epochs=2, out=str(out)),
+                                loop_overhead=True, loop_epochs=2, first_step=True,
+                                first_step_repeats=1, out=str(out)),
                            log=lambda s: None)
     saved = json.loads(out.read_text())
     assert saved["configs"]["A"]["ratio_vs_torch"] is None  # no torch: no ratio
@@ -81,8 +82,14 @@ def test_run_bench_writes_json_and_markdown(monkeypatch, tmp_path):
     lo = saved["loop_overhead"]
     assert lo["overhead"] == pytest.approx(lo["bare_step_tokens_per_s"] / lo["loop_tokens_per_s"] - 1)
     assert lo["loop_steps_timed"] == 100  # epoch 2 of 100 steps, compile excluded
+    fs = saved["first_step"]  # two real experiments.run processes sharing a fresh cache
+    cold, warm = fs["runs"]["cold"][0], fs["runs"]["warm"][0]
+    assert cold["first_chunk_steps"] == warm["first_chunk_steps"] == 20
+    assert 0 < cold["first_chunk_seconds"] < cold["process_seconds"]
+    # the warm run loads the train step compiled by the cold one
+    assert warm["first_chunk_seconds"] < cold["first_chunk_seconds"]
     md = out.with_suffix(".md").read_text()
-    assert "| A |" in md and "skipped" in md and "overhead" in md
+    assert "| A |" in md and "skipped" in md and "overhead" in md and "warm" in md
     assert res["meta"]["versions"]["jax"]
 
 

@@ -98,11 +98,9 @@ def loop_overhead(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     steps_per_epoch = 100
     # exactly batch * steps_per_epoch windows of seq_len + 1 chars every 3 (alphabet included)
     n_chars = shape.seq_len + 3 * (shape.batch * steps_per_epoch - 1) + 1 - len(_ALPHABET)
-    rng = np.random.default_rng(cfg.seed)
-    text = "".join(np.array(list(_ALPHABET))[rng.integers(0, len(_ALPHABET), n_chars)])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.txt"
-        path.write_text(_ALPHABET + text, encoding="utf-8")  # every symbol at least once
+        _random_text(path, n_chars, cfg.seed)
         rcfg = Config(
             name="bench_loop", seed=cfg.seed,
             data=DataConfig(name="file", path=str(path), split="none", lowercase=False),
@@ -136,6 +134,63 @@ def loop_overhead(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     return out
 
 
+def _random_text(path: Path, n_chars: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    text = "".join(np.array(list(_ALPHABET))[rng.integers(0, len(_ALPHABET), n_chars)])
+    path.write_text(_ALPHABET + text, encoding="utf-8")  # every symbol at least once
+
+
+def first_step(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Time to the first training step of ``python -m experiments.run``, with an empty
+    compilation cache (cold) and then again with the cache that run filled (warm).
+
+    The run: config A's model (one-hot 57 chars, LSTM 128, T 40, batch 128) on random text,
+    one epoch of 20 steps, no W&B. Each pair gets a fresh cache dir (``LMJAX_JAX_CACHE``).
+    Reported per run: the process's wall time (start to exit, measured here) and the run's own
+    ``first_chunk_seconds`` (training set-up, compiling or loading the step, and the first
+    chunk of ``first_chunk_steps`` steps), medians over ``first_step_repeats`` pairs.
+    """
+    import subprocess
+    import sys
+
+    shape = SHAPES["A"]
+    steps = 20
+    rows = {"cold": [], "warm": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.txt"
+        _random_text(path, shape.seq_len + 3 * (shape.batch * steps - 1) + 1 - len(_ALPHABET),
+                     cfg.seed)
+        for rep in range(cfg.first_step_repeats):
+            env = {**os.environ, "LMJAX_JAX_CACHE": str(Path(tmp) / f"cache{rep}")}
+            for kind in ("cold", "warm"):
+                run_dir = Path(tmp) / f"run{rep}{kind}"
+                args = [sys.executable, "-m", "experiments.run", "data=file",
+                        f"data.path={path}", "data.split=none", "data.lowercase=false",
+                        "framing=char", f"framing.seq_len={shape.seq_len}", "framing.step=3",
+                        "model.embed_size=0", f"model.hidden_size={shape.hidden}",
+                        f"train.batch_size={shape.batch}", "train.epochs=1",
+                        "train.progress=false", "train.eval_max_train_samples=512",
+                        "train.checkpoint_every_s=0", "sample.length=0", "logger=none",
+                        f"seed={cfg.seed}", f"hydra.run.dir={run_dir}"]
+                t0 = time.perf_counter()
+                r = subprocess.run(args, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                if r.returncode != 0:
+                    raise RuntimeError(f"first-step run failed: {r.stderr.strip()[-500:]}")
+                summ = json.loads((run_dir / "summary.json").read_text())
+                rows[kind].append({"process_seconds": wall,
+                                   "first_chunk_seconds": summ["first_chunk_seconds"],
+                                   "first_chunk_steps": summ["first_chunk_steps"]})
+                log(f"  first step ({kind} cache, pair {rep + 1}): process {wall:.1f} s, "
+                    f"first chunk of {summ['first_chunk_steps']} steps done after "
+                    f"{summ['first_chunk_seconds']:.2f} s")
+    out = {"config": "A", "steps": steps, "runs": rows}
+    for kind in rows:
+        for key in ("process_seconds", "first_chunk_seconds"):
+            out[f"{kind}_{key}"] = statistics.median(r[key] for r in rows[kind])
+    return out
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -166,6 +221,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         out["configs"][name] = time_shape(SHAPES[name], cfg, log)
     if cfg.loop_overhead and "lmjax" in cfg.impls:
         out["loop_overhead"] = loop_overhead(cfg, log)
+    if cfg.first_step:
+        out["first_step"] = first_step(cfg, log)
     if cfg.out:
         path = Path(cfg.out)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,4 +262,13 @@ def to_markdown(res: dict) -> str:
                       f"{lo['loop_tokens_per_s']:,.0f} tokens/s vs the bare step's "
                       f"{lo['bare_step_tokens_per_s']:,.0f}: overhead "
                       f"{100 * lo['overhead']:+.1f}%."]
+    if "first_step" in res:
+        fs = res["first_step"]
+        steps = fs["runs"]["cold"][0]["first_chunk_steps"]
+        lines += ["", f"Time to the first training step (`experiments.run`, config A's model, "
+                      f"medians of {len(fs['runs']['cold'])} cold/warm pairs): first chunk of "
+                      f"{steps} steps done after {fs['cold_first_chunk_seconds']:.2f} s with an "
+                      f"empty compilation cache, {fs['warm_first_chunk_seconds']:.2f} s with "
+                      f"a warm one; whole process {fs['cold_process_seconds']:.1f} s cold, "
+                      f"{fs['warm_process_seconds']:.1f} s warm."]
     return "\n".join(lines) + "\n"

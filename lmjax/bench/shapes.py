@@ -58,6 +58,8 @@ class BenchConfig:
     lr: float = 1e-3  # Adam, behind clip_by_global_norm(5) in every implementation
     loop_overhead: bool = True  # also time lmjax's training loop against its bare step (config A)
     loop_epochs: int = 3
+    first_step: bool = True  # time experiments.run to its first train chunk, cold and warm cache
+    first_step_repeats: int = 3  # cold/warm pairs (each pair gets a fresh, empty cache)
     out: str = "results/bench/bench.json"  # the Markdown table goes next to it (.md)
     seed: int = 0
 
@@ -70,6 +72,8 @@ class BenchConfig:
         bad = [i for i in self.impls if i not in IMPLS]
         if bad or not self.impls:
             raise ConfigError(f"unknown bench impl {bad}; choose from {', '.join(IMPLS)}")
-        if self.rounds < 1 or self.round_s <= 0 or self.warmup_rounds < 0 or self.loop_epochs < 2:
-            raise ConfigError("bench.rounds >= 1, bench.round_s > 0, bench.warmup_rounds >= 0 "
-                              "and bench.loop_epochs >= 2 are required")
+        if (self.rounds < 1 or self.round_s <= 0 or self.warmup_rounds < 0
+                or self.loop_epochs < 2 or self.first_step_repeats < 1):
+            raise ConfigError("bench.rounds >= 1, bench.round_s > 0, bench.warmup_rounds >= 0, "
+                              "bench.loop_epochs >= 2 and bench.first_step_repeats >= 1 are "
+                              "required")

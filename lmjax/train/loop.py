@@ -292,6 +292,9 @@ class _Training:
         def collect(p) -> None:
             sums, losses, n_steps, a = p
             host = jax.device_get(sums)
+            if "first_chunk_seconds" not in self.writer.timings:  # this process's first chunk
+                self.writer.timings.update(first_chunk_seconds=time.perf_counter() - self.t_start,
+                                           first_chunk_steps=n_steps)
             for k, v in host.items():
                 total[k] = total.get(k, 0.0) + float(v)
             losses = np.asarray(losses)

@@ -39,6 +39,7 @@ class RunWriter:
                  ckpt: Checkpointer | None = None, pos: Position | None = None,
                  restored: bool = False):
         self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
+        self.timings: dict = {}  # first_chunk_seconds/_steps, filled in by the training loop
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not restored:  # a restored run's vocab.json was checked against the checkpoint
             data.vocab.save(self.run_dir / "vocab.json")
@@ -94,7 +95,7 @@ class RunWriter:
             "wall_seconds": wall, "train_seconds": train_seconds,
             "tokens_per_second": epochs_done * n * t_len / max(train_seconds, 1e-9),
             "best_val_loss": pos.best_val_loss, "best_step": pos.best_step,
-            "samples": samples,
+            **self.timings, "samples": samples,
         }
         # every word model scored on the same held-out words, each with its framing's context
         summary.update(heldout_word_metrics(
