@@ -13,10 +13,28 @@ from typing import Any, Callable
 from lmjax.errors import LmjaxError
 
 
+def cpu_devices_flag() -> None:
+    """``LMJAX_CPU_DEVICES=N`` (or ``auto``: one per CPU core) splits the CPU into N JAX
+    devices, so that ``train.devices=auto`` trains data parallel over the cores: each device
+    runs its share of the batch on its own thread (XLA runs the small matmuls of an LSTM step
+    on one core). Must run before JAX creates its CPU backend; a count already in XLA_FLAGS
+    wins."""
+    want = os.environ.get("LMJAX_CPU_DEVICES", "").strip().lower()
+    if not want or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    n = (os.cpu_count() or 1) if want == "auto" else (int(want) if want.isdigit() else 0)
+    if n < 1:
+        raise LmjaxError(f"LMJAX_CPU_DEVICES={want!r}: use a positive number or auto")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={n}").strip()
+
+
 def setup_jax() -> None:
-    """Persistent compilation cache (reruns of a config skip compiling) and quiet logs."""
+    """Persistent compilation cache (reruns of a config skip compiling), quiet logs, and the
+    CPU device count of ``LMJAX_CPU_DEVICES``."""
     import logging
 
+    cpu_devices_flag()
     import jax
 
     for name in ("absl", "orbax", "jax"):

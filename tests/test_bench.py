@@ -103,3 +103,33 @@ def test_cli_rejects_bad_keys_and_names():
         parse(["bench.impls=[mxnet]"])
     with pytest.raises(ConfigError):
         parse(["bench.nope=1"])
+
+
+def test_data_parallel_impl_needs_devices_and_matches_the_single_device_step():
+    with pytest.raises(impls.PeerMissing, match="one device only"):
+        impls.LmjaxDataParallelImpl(TINY, 1e-2, 0)  # this test process has one CPU device
+    code = """
+import jax, numpy as np
+from lmjax.cli import setup_jax
+setup_jax()
+from lmjax.bench import impls
+from lmjax.bench.shapes import Shape
+tiny = Shape("A", 57, 0, 8, 1, 12, 16, True, "tiny")
+one, dp = impls.LmjaxImpl(tiny, 1e-2, 0), impls.LmjaxDataParallelImpl(tiny, 1e-2, 0)
+assert dp.devices == 2 and len(jax.devices()) == 2
+for impl in (one, dp):
+    impl.set_per_call(4)
+    assert impl.run(8) == 8
+a, b = jax.tree.leaves(one.state.params), jax.tree.leaves(dp.state.params)
+print(max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, b)))
+"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LMJAX_CPU_DEVICES": "2"}
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 0 <= float(r.stdout.strip().splitlines()[-1]) < 1e-5  # same updates, to rounding

@@ -9,6 +9,8 @@ at least ``n`` optimizer steps, waits for them to finish and returns how many it
   (built by ``lmjax.train.loop.make_steps``), its jitted ``train_chunk`` fusing as many steps per
   call as the training loop would (``auto_steps_per_call``), or fewer where one such call would
   outlast a timed round (config D: 143 fused steps take about a minute on 2 cores).
+* ``lmjax_dp``: the same step with each batch split over all local devices, as
+  ``train.devices=auto`` trains; on a CPU, one device per core (``LMJAX_CPU_DEVICES``).
 * ``torch``: ``nn.LSTM`` (oneDNN's fused CPU kernel) + ``nn.Linear``, one step per Python call;
   one-hot inputs are made once up front, as the keyboard tutorial does.
 * ``flax``: ``nnx.RNN(nnx.OptimizedLSTMCell)`` layers + ``nnx.Linear``, one jitted step per call.
@@ -97,6 +99,34 @@ class LmjaxImpl:
             self.state, sums, _ = self.steps.train_chunk(self.state, self.data, self.idx)
         self._jax.block_until_ready((self.state, sums))
         return calls * self.per_call
+
+
+class LmjaxDataParallelImpl(LmjaxImpl):
+    """lmjax's step with each batch split over every local device (``train.devices=auto``):
+    on a CPU, the devices ``LMJAX_CPU_DEVICES`` makes (experiments.bench sets one per core
+    unless told otherwise), so that each core runs its share of the batch."""
+
+    name = "lmjax_dp"
+
+    def __init__(self, shape: Shape, lr: float, seed: int):
+        import jax
+
+        from lmjax.train.parallel import Placement
+
+        devices = jax.local_devices()
+        if len(devices) < 2:
+            raise PeerMissing("one device only (on a CPU: LMJAX_CPU_DEVICES=auto)")
+        if shape.batch % len(devices):
+            raise PeerMissing(f"batch {shape.batch} does not split over {len(devices)} devices")
+        self.place = Placement(devices)
+        super().__init__(shape, lr, seed)
+        self.state = self.place.replicate(self.state)
+        self.data = self.place.replicate(self.data)
+        self.devices = len(devices)
+
+    def set_per_call(self, k: int) -> None:
+        self.per_call = k
+        self.idx = self.place.rows(np.arange(k * self.batch).reshape(k, self.batch))
 
 
 class TorchImpl:
@@ -246,4 +276,5 @@ class KerasImpl:
         return n
 
 
-ADAPTERS = {"lmjax": LmjaxImpl, "torch": TorchImpl, "flax": FlaxImpl, "keras": KerasImpl}
+ADAPTERS = {"lmjax": LmjaxImpl, "lmjax_dp": LmjaxDataParallelImpl, "torch": TorchImpl,
+            "flax": FlaxImpl, "keras": KerasImpl}

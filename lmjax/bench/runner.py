@@ -66,16 +66,20 @@ def time_shape(shape: Shape, cfg: BenchConfig, log: Callable[[str], None] = prin
                    "sequences_per_s_median": statistics.median(v) / shape.seq_len,
                    "steps_per_round": per_round[n], "setup_and_compile_s": compile_s[n]}
                for n, v in samples.items()}
-    ratio = None
+    ratio = ratio_dp = None
     if "lmjax" in results and "torch" in results:
         ratio = (results["lmjax"]["tokens_per_s"]["median"]
                  / results["torch"]["tokens_per_s"]["median"])
+    if "lmjax_dp" in results and "torch" in results:
+        ratio_dp = (results["lmjax_dp"]["tokens_per_s"]["median"]
+                    / results["torch"]["tokens_per_s"]["median"])
     for n in results:
         log(f"  {shape.name}: {n:6s} {results[n]['tokens_per_s']['median']:>10,.0f} tokens/s "
             f"(min {results[n]['tokens_per_s']['min']:,.0f}, max "
             f"{results[n]['tokens_per_s']['max']:,.0f})")
     return {"shape": {**shape.__dict__, "tokens_per_step": shape.tokens_per_step},
-            "results": results, "skipped": skipped, "ratio_vs_torch": ratio}
+            "results": results, "skipped": skipped, "ratio_vs_torch": ratio,
+            "ratio_dp_vs_torch": ratio_dp}
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,"  # 55 chars -> vocab 57
@@ -240,9 +244,10 @@ def to_markdown(res: dict) -> str:
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
              + f"; {m['rounds']} interleaved rounds of ~{m['round_s']} s each after "
                f"{m['warmup_rounds']} warm-up rounds.", "",
-             "Tokens per second, median (min-max); ratio = lmjax median / PyTorch median.", "",
-             "| config | " + " | ".join(impls) + " | lmjax / torch |",
-             "|---|" + "---|" * (len(impls) + 1)]
+             "Tokens per second, median (min-max); ratio = lmjax median / PyTorch median "
+             "(lmjax_dp: the batch split over the devices).", "",
+             "| config | " + " | ".join(impls) + " | lmjax / torch | lmjax_dp / torch |",
+             "|---|" + "---|" * (len(impls) + 2)]
     for name, c in res["configs"].items():
         cells = []
         for n in impls:
@@ -253,6 +258,8 @@ def to_markdown(res: dict) -> str:
                 s = r["tokens_per_s"]
                 cells.append(f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})")
         ratio = "-" if c["ratio_vs_torch"] is None else f"{c['ratio_vs_torch']:.2f}x"
+        dp = c.get("ratio_dp_vs_torch")
+        ratio += " | " + ("-" if dp is None else f"{dp:.2f}x")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
     notes = {n: why for c in res["configs"].values() for n, why in c["skipped"].items()}
     lines += [""] + [f"* {n} skipped: {why}" for n, why in notes.items()]

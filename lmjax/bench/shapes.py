@@ -43,7 +43,7 @@ SHAPES: dict[str, Shape] = {
                "vocab 10k, embedding 650, 2 x LSTM 650, T 35, batch 20"),
 }
 
-IMPLS = ("lmjax", "torch", "flax", "keras")
+IMPLS = ("lmjax", "lmjax_dp", "torch", "flax", "keras")
 
 
 @dataclass
