@@ -148,7 +148,7 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 512
     eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
-    time_budget_s: float = 0.0  # stop after this much training time (0 = no limit)
+    time_budget_s: float = 0.0  # training time limit: stops before a chunk would cross it (0: none)
     steps_per_call: int = 0  # train steps fused in one jitted scan (0 = automatic)
     checkpoint_every: int = 0  # epochs between checkpoints (0 = off; the end always saves)
     checkpoint_every_steps: int = 0  # optimizer steps between checkpoints, mid-epoch too (0 = off)

@@ -191,6 +191,7 @@ class _Training:
         self.per_call = (cfg.train.steps_per_call
                          or auto_steps_per_call(self.spe, self.bsz * t_len))
         self.place = place
+        self.chunk_s, self.read_at = 0.0, None  # a full chunk's measured time (for the budget)
         self.train_dev = place.replicate(batches.host_arrays(train))
         rows = batches.subsample(self.n, cfg.train.eval_max_train_samples, cfg.seed)
         self.train_eval = Evaluator(steps, train if rows is None else train.take(rows),
@@ -288,6 +289,7 @@ class _Training:
         first = pos.step - start  # global step before this epoch's first step
         t0 = time.perf_counter()
         pending, done, reason = None, start, None
+        self.read_at = None  # chunk timing restarts after evaluation
 
         def collect(p) -> None:
             sums, losses, n_steps, a = p
@@ -313,16 +315,23 @@ class _Training:
             faults.reached("chunk")
             done = b
             if pending is not None:
+                full = pending[2] == self.per_call
                 collect(pending)
+                now = time.perf_counter()
+                if self.read_at is not None and full:
+                    self.chunk_s = now - self.read_at  # the device ran one full chunk meanwhile
+                self.read_at = now
             pending = (sums, losses, b - a, a)
             train_s = pos.train_seconds + time.perf_counter() - t0
             if self.stop.signum:
                 reason = "signal"
-            elif budget and train_s >= budget:
+            elif budget and train_s + 2 * self.chunk_s >= budget:
+                # the chunk just dispatched ends ~chunk_s from now; one more would cross the
+                # budget, so stop after this one: training time stays within the budget
                 reason = "budget"
             if b < len(order) and (reason == "signal" or (not reason and self._due(first + b))):
                 collect(pending)
-                pending = None
+                pending, self.read_at = None, None
                 self._save(state, Position(
                     step=first + b, epoch=epoch, batch=b, running=dict(total),
                     train_seconds=pos.train_seconds + time.perf_counter() - t0,
