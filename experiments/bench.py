@@ -6,7 +6,8 @@
 Keys (``bench.*``): configs, impls (lmjax, lmjax_dp, torch, flax, keras), rounds, round_s,
 warmup_rounds, lr, loop_overhead, loop_epochs, first_step, first_step_repeats, out, seed; see
 lmjax/bench/shapes.py. Peers that are not installed (``pip install -e '.[bench]'``) are skipped
-with a note. Writes JSON to bench.out and a Markdown table next to it. docs/benchmarks.md has the configs and the results on this machine.
+with a note. Writes JSON to bench.out and a Markdown table next to it. docs/benchmarks.md has
+the configs and the results on this machine.
 """
 
 from __future__ import annotations

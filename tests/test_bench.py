@@ -133,3 +133,11 @@ print(max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, 
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 0 <= float(r.stdout.strip().splitlines()[-1]) < 1e-5  # same updates, to rounding
+
+
+def test_profile_splits_the_step_into_output_layer_and_rest():
+    from lmjax.bench.profile import profile
+
+    r = profile(Shape("C", 300, 16, 16, 2, 6, 4, False, "tiny C"), reps=3)
+    assert r["step_s"] > 0 and r["output_layer_s"] > 0
+    assert r["rest_s"] == pytest.approx(r["step_s"] - r["output_layer_s"])
