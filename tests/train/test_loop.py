@@ -123,6 +123,33 @@ def test_time_budget_stops_early(tmp_path):
     assert 0 < s["epochs"] < 100000 and s["train_seconds"] < 10
 
 
+def test_time_budget_is_not_crossed_by_the_last_chunk(tmp_path, monkeypatch):
+    """Each jitted chunk made to take >= 0.15 s: the run must stop before a chunk would cross
+    the 4-s budget (stopping only once the budget is spent would always end past it)."""
+    import time
+
+    from lmjax.train import step as step_mod
+
+    real = step_mod.Steps.__init__
+
+    def slow_init(self, *a, **kw):
+        real(self, *a, **kw)
+        fast = self.train_chunk
+
+        def train_chunk(*args):
+            time.sleep(0.15)
+            return fast(*args)
+        self.train_chunk = train_chunk
+
+    monkeypatch.setattr(step_mod.Steps, "__init__", slow_init)
+    cfg = quiet(data=DataConfig(name="file", path=str(_corpus(tmp_path)), split="none"),
+                framing=FramingConfig(name="one_word"),
+                train=TrainConfig(epochs=100000, batch_size=4, steps_per_call=1,
+                                  time_budget_s=4.0, progress=False))
+    s = run(cfg, tmp_path / "run")
+    assert s["steps"] >= 3 and s["train_seconds"] < 4.0
+
+
 def _corpus(tmp_path):
     p = tmp_path / "corpus.txt"
     p.write_text(TEXT)
