@@ -35,7 +35,8 @@ ARGS = ["framing=char", "framing.seq_len=10", "framing.step=2", "model.embed_siz
         "train.steps_per_call=4", "train.checkpoint_every_steps=8", "train.checkpoint_every_s=0",
         "train.checkpoint_every=1", "train.progress=false", "data.valid_frac=0.2",
         "sample.prompts=[the]", "sample.length=5", "seed=3"]
-TIMING = {"train_seconds", "wall_seconds", "tokens_per_second", "corpus"}  # corpus: its path
+TIMING = {"train_seconds", "wall_seconds", "tokens_per_second", "first_chunk_seconds",
+          "first_chunk_steps", "corpus"}  # corpus: its path
 
 
 def cli(run_dir: Path, *extra: str, env: dict | None = None, logger: str = "logger=none",
