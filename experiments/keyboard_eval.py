@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     setup()
     from lmjax.errors import ConfigError
     from lmjax.infer.complete import METHODS
-    from lmjax.infer.keyboard import format_report, keyboard_eval
+    from lmjax.infer.keyboard import format_report, keyboard_eval, output_tag
     from lmjax.infer.load import load_run, parse_checkpoint
 
     if a["method"] not in METHODS:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     r = keyboard_eval(loaded, a["split"], a["n"], a["method"], a["max_words"],
                       a["context"] or None, a["progress"], checkpoint=which)
     print(format_report(r))
-    tag = "" if which == "latest" else "_best" if which == "best" else f"_step{r['step']}"
+    tag = output_tag(which, r["step"])
     print(f"wrote {loaded.run_dir / f'keyboard_eval{tag}.json'} and completions{tag}.json")
 
 

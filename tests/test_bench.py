@@ -141,3 +141,24 @@ def test_profile_splits_the_step_into_output_layer_and_rest():
     r = profile(Shape("C", 300, 16, 16, 2, 6, 4, False, "tiny C"), reps=3)
     assert r["step_s"] > 0 and r["output_layer_s"] > 0
     assert r["rest_s"] == pytest.approx(r["step_s"] - r["output_layer_s"])
+
+
+def test_cpu_devices_env_sets_the_xla_device_count(monkeypatch):
+    import os
+
+    from lmjax.cli import cpu_devices_flag
+    from lmjax.errors import LmjaxError
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("LMJAX_CPU_DEVICES", "auto")
+    cpu_devices_flag()
+    assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count={os.cpu_count()}"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    monkeypatch.setenv("LMJAX_CPU_DEVICES", "2")
+    cpu_devices_flag()  # a count the user put in XLA_FLAGS wins
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
+    monkeypatch.delenv("XLA_FLAGS")
+    for bad in ("0", "two"):
+        monkeypatch.setenv("LMJAX_CPU_DEVICES", bad)
+        with pytest.raises(LmjaxError, match="positive number or auto"):
+            cpu_devices_flag()

@@ -66,20 +66,18 @@ def time_shape(shape: Shape, cfg: BenchConfig, log: Callable[[str], None] = prin
                    "sequences_per_s_median": statistics.median(v) / shape.seq_len,
                    "steps_per_round": per_round[n], "setup_and_compile_s": compile_s[n]}
                for n, v in samples.items()}
-    ratio = ratio_dp = None
-    if "lmjax" in results and "torch" in results:
-        ratio = (results["lmjax"]["tokens_per_s"]["median"]
-                 / results["torch"]["tokens_per_s"]["median"])
-    if "lmjax_dp" in results and "torch" in results:
-        ratio_dp = (results["lmjax_dp"]["tokens_per_s"]["median"]
-                    / results["torch"]["tokens_per_s"]["median"])
+    def ratio(name: str) -> float | None:
+        if name not in results or "torch" not in results:
+            return None
+        return results[name]["tokens_per_s"]["median"] / results["torch"]["tokens_per_s"]["median"]
+
     for n in results:
         log(f"  {shape.name}: {n:6s} {results[n]['tokens_per_s']['median']:>10,.0f} tokens/s "
             f"(min {results[n]['tokens_per_s']['min']:,.0f}, max "
             f"{results[n]['tokens_per_s']['max']:,.0f})")
     return {"shape": {**shape.__dict__, "tokens_per_step": shape.tokens_per_step},
-            "results": results, "skipped": skipped, "ratio_vs_torch": ratio,
-            "ratio_dp_vs_torch": ratio_dp}
+            "results": results, "skipped": skipped, "ratio_vs_torch": ratio("lmjax"),
+            "ratio_dp_vs_torch": ratio("lmjax_dp")}
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,"  # 55 chars -> vocab 57
@@ -100,11 +98,9 @@ def loop_overhead(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
 
     shape = SHAPES["A"]
     steps_per_epoch = 100
-    # exactly batch * steps_per_epoch windows of seq_len + 1 chars every 3 (alphabet included)
-    n_chars = shape.seq_len + 3 * (shape.batch * steps_per_epoch - 1) + 1 - len(_ALPHABET)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.txt"
-        _random_text(path, n_chars, cfg.seed)
+        _random_text(path, shape, steps_per_epoch, cfg.seed)
         rcfg = Config(
             name="bench_loop", seed=cfg.seed,
             data=DataConfig(name="file", path=str(path), split="none", lowercase=False),
@@ -138,7 +134,10 @@ def loop_overhead(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     return out
 
 
-def _random_text(path: Path, n_chars: int, seed: int) -> None:
+def _random_text(path: Path, shape: Shape, steps: int, seed: int) -> None:
+    """Random text that the char framing (step 3) cuts into exactly ``steps`` batches of
+    ``shape``'s windows; every symbol occurs (the vocabulary is the bench's 57)."""
+    n_chars = shape.seq_len + 3 * (shape.batch * steps - 1) + 1 - len(_ALPHABET)
     rng = np.random.default_rng(seed)
     text = "".join(np.array(list(_ALPHABET))[rng.integers(0, len(_ALPHABET), n_chars)])
     path.write_text(_ALPHABET + text, encoding="utf-8")  # every symbol at least once
@@ -162,8 +161,7 @@ def first_step(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     rows = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.txt"
-        _random_text(path, shape.seq_len + 3 * (shape.batch * steps - 1) + 1 - len(_ALPHABET),
-                     cfg.seed)
+        _random_text(path, shape, steps, cfg.seed)
         for rep in range(cfg.first_step_repeats):
             env = {**os.environ, "LMJAX_JAX_CACHE": str(Path(tmp) / f"cache{rep}")}
             for kind in ("cold", "warm"):

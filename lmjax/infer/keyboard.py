@@ -219,11 +219,15 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         "completions": comps,
     }
     if write:
-        tag = ("" if checkpoint == "latest" else
-               "_best" if checkpoint == "best" else f"_step{int(loaded.state.step)}")
+        tag = output_tag(checkpoint, result["step"])
         _write(Path(loaded.run_dir) / f"keyboard_eval{tag}.json", result)
         _write(Path(loaded.run_dir) / f"completions{tag}.json", comps)
     return result
+
+
+def output_tag(checkpoint: str, step: int) -> str:
+    """File-name suffix of keyboard_eval's outputs: none for the latest checkpoint."""
+    return "" if checkpoint == "latest" else "_best" if checkpoint == "best" else f"_step{step}"
 
 
 def _write(path: Path, obj) -> None:

@@ -44,8 +44,7 @@ def test_best_is_the_lowest_validation_loss_and_latest_the_last_step(trained):
 def test_best_and_latest_hold_different_weights_when_the_run_overfit(trained):
     d, recs = trained
     best = min(recs, key=lambda r: r["val_loss"])
-    if best["step"] == recs[-1]["step"]:
-        pytest.skip("validation loss still fell at the last epoch on this platform")
+    assert best["step"] != recs[-1]["step"], "the fixture's run must overfit before it ends"
     a, b = load_run(d, "best").params, load_run(d, "latest").params
     diffs = [float(np.abs(np.asarray(x) - np.asarray(y)).max())
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
