@@ -149,7 +149,8 @@ def test_cpu_devices_env_sets_the_xla_device_count(monkeypatch):
     from lmjax.cli import cpu_devices_flag
     from lmjax.errors import LmjaxError
 
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # setenv first, so that teardown restores XLA_FLAGS (cpu_devices_flag writes os.environ)
+    monkeypatch.setenv("XLA_FLAGS", "")
     monkeypatch.setenv("LMJAX_CPU_DEVICES", "auto")
     cpu_devices_flag()
     assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count={os.cpu_count()}"
