@@ -21,6 +21,7 @@ LEVELS = ("word", "char")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 SPLITS = ("position", "none")
+SHARD_MODES = ("auto", "devices", "none")
 LOGGERS = ("wandb", "none")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 
@@ -43,9 +44,15 @@ class DataConfig:
     split: str = "position"  # position: contiguous train|valid|test blocks; none: train = eval
     valid_frac: float = 0.05
     test_frac: float = 0.10
+    # who reads what: devices = each process reads only its devices' shards of the text
+    # (docs/distributed.md); none = every process reads it all; auto = devices in a job of
+    # several processes, else none
+    shard: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.split in SPLITS, f"data.split must be one of {SPLITS}, got {self.split!r}")
+        _require(self.shard in SHARD_MODES,
+                 f"data.shard must be one of {', '.join(SHARD_MODES)}, got {self.shard!r}")
         _require(0.0 <= self.valid_frac < 1 and 0.0 <= self.test_frac < 1,
                  "data.valid_frac and data.test_frac must be in [0, 1)")
         _require(self.valid_frac + self.test_frac < 0.9,
@@ -264,8 +271,14 @@ def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys left out of the hashes while they hold these values (keys added later than the first
+# checkpoints: a run written before them keeps its hash and can still be resumed).
+_HASHED_UNLESS = {"data.shard": "auto"}
+
+
 def _hash(d: dict[str, Any], drop: frozenset[str], prefixes: tuple[str, ...]) -> str:
-    flat = {k: v for k, v in flat_dict(d).items() if k not in drop and not k.startswith(prefixes)}
+    flat = {k: v for k, v in flat_dict(d).items() if k not in drop and not k.startswith(prefixes)
+            and not (k in _HASHED_UNLESS and v == _HASHED_UNLESS[k])}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -220,8 +220,8 @@ def test_nan_stops_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
     real_make_steps = loop.make_steps
 
-    def poisoned(cfg, graphdef):
-        steps = real_make_steps(cfg, graphdef)
+    def poisoned(cfg, graphdef, take=None):
+        steps = real_make_steps(cfg, graphdef, take)
         chunk = steps.train_chunk
 
         def train_chunk(state, data, idx):

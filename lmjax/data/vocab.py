@@ -38,6 +38,24 @@ def tokenize_lines(text: str, level: str) -> list[list[str]]:
     return [list(line) for line in text.splitlines(keepends=True)]
 
 
+def token_counts(lines: Iterable[Sequence[str]]) -> dict[str, int]:
+    """Token -> count, in order of first appearance."""
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(line)
+    return dict(counts)
+
+
+def merge_counts(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The counts of consecutive pieces of one text -> the counts of the whole text, in its
+    order of first appearance (so a vocabulary built from shards equals the whole text's)."""
+    out: dict[str, int] = {}
+    for part in parts:
+        for t, n in part.items():
+            out[t] = out.get(t, 0) + n
+    return out
+
+
 @dataclass(frozen=True)
 class Vocab:
     level: str  # "word" | "char"
@@ -48,9 +66,12 @@ class Vocab:
 
     @classmethod
     def build(cls, lines: Iterable[Sequence[str]], level: str) -> "Vocab":
-        counts: Counter[str] = Counter()
-        for line in lines:
-            counts.update(line)
+        return cls.from_counts(token_counts(lines), level)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], level: str) -> "Vocab":
+        """From token counts in order of first appearance (:func:`token_counts`,
+        :func:`merge_counts`)."""
         if level == "char":
             ordered = sorted(counts)
         else:  # Counter keeps first-appearance order; sorted() is stable, so ties keep it too

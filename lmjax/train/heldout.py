@@ -80,6 +80,13 @@ def heldout_word_metrics(predict: Predict, cfg: Config, vocab: Vocab, text: str,
     predict: (B, T) int32 -> (B, V) log-probs (``Steps.predict`` / ``LoadedRun.predict``);
     ``seq_len``: the width the model was trained on. Char-level models return ``{}``.
     """
+    return finalize_heldout(heldout_word_sums(predict, cfg, vocab, text, seq_len, batch_size))
+
+
+def heldout_word_sums(predict: Predict, cfg: Config, vocab: Vocab, text: str, seq_len: int,
+                      batch_size: int = 256) -> dict[str, float]:
+    """The sums behind :func:`heldout_word_metrics` (they add up over pieces of a text):
+    ``nll_sum``, ``correct``, ``count`` (scored words) and ``total`` (with ``<unk>``)."""
     if cfg.framing.token_level != "word" or vocab.level != "word":
         return {}
     lines = [vocab.encode(x) for x in tokenize_lines(text, "word")]
@@ -87,11 +94,9 @@ def heldout_word_metrics(predict: Predict, cfg: Config, vocab: Vocab, text: str,
     known = tgt != UNK_ID
     total = len(tgt)
     ctx, tgt = ctx[known], tgt[known]
-    if len(tgt) == 0:
-        return {}
     nll_sum, correct = 0.0, 0
     n = len(tgt)
-    bsz = min(batch_size, n)
+    bsz = max(1, min(batch_size, n))
     for a in range(0, n, bsz):  # fixed batch shape (last batch padded): one compilation
         x = ctx[a:a + bsz]
         real = len(x)
@@ -102,8 +107,16 @@ def heldout_word_metrics(predict: Predict, cfg: Config, vocab: Vocab, text: str,
         lp = logp[np.arange(real), t]
         nll_sum += float(-lp.sum())
         correct += int(np.sum(np.sum(logp > lp[:, None], axis=1) == 0))
-    mean_nll = nll_sum / n
+    return {"nll_sum": nll_sum, "correct": correct, "count": n, "total": total}
+
+
+def finalize_heldout(sums: dict[str, float]) -> dict[str, float]:
+    """Sums (possibly added up over pieces) -> the ``heldout_word_*`` metrics ({} if none)."""
+    n = sums.get("count", 0)
+    if not n:
+        return {}
+    mean_nll = sums["nll_sum"] / n
     return {"heldout_word_perplexity": math.exp(min(mean_nll, 700.0)),
-            "heldout_word_accuracy": correct / n,
-            "heldout_word_count": n,
-            "heldout_word_oov": 1.0 - n / total}
+            "heldout_word_accuracy": sums["correct"] / n,
+            "heldout_word_count": int(n),
+            "heldout_word_oov": 1.0 - n / sums["total"]}

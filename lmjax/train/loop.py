@@ -14,7 +14,6 @@ loss stops the run without saving the bad state.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -29,16 +28,16 @@ from flax import nnx
 from lmjax.cli import StopSignals
 from lmjax.config import Config
 from lmjax.data import batches
-from lmjax.data.corpus import load_text, split_text
-from lmjax.data.framings import Framed, frame
-from lmjax.data.vocab import Vocab, tokenize_lines
-from lmjax.errors import Interrupted, LmjaxError, TrainingDiverged
+from lmjax.data.framings import Framed
+from lmjax.errors import Interrupted, TrainingDiverged
 from lmjax.model.lm import LanguageModel
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
-from lmjax.train.metrics import finalize, oracle_accuracy
+from lmjax.train.datasets import ReplicatedData, ShardedData, take_fn
+from lmjax.train.metrics import finalize
 from lmjax.train.optim import make_optimizer
 from lmjax.train.parallel import Placement, process_run_dir, select_devices
+from lmjax.train.prepare import Prepared, prepare, prepare_data
 from lmjax.train.progress import TrainProgress
 from lmjax.train.resume import Position, open_run_dir, restore, wandb_id_in
 from lmjax.train.step import Steps, TrainState, init_state
@@ -46,40 +45,6 @@ from lmjax.train.writer import RunWriter, state_tree
 
 __all__ = ["run", "TrainingDiverged", "RunWriter", "epoch_record", "prepare_data", "build_model",
            "make_steps", "state_tree", "dropout_key", "auto_steps_per_call"]
-
-
-@dataclass
-class Prepared:
-    vocab: Vocab
-    train: Framed
-    valid: Framed
-    test_text: str
-    corpus_types: int
-    text_sha256: str = ""  # of the normalised corpus text (checkpoints record it)
-    heldout_text: str = ""  # the valid split (the whole text with data.split=none)
-
-
-def prepare_data(cfg: Config) -> Prepared:
-    """Corpus -> position split -> vocabulary (from the training text) -> framed train/valid."""
-    level = cfg.framing.token_level
-    text = load_text(cfg.data)
-    splits = split_text(text, cfg.data)
-    train_lines = tokenize_lines(splits.train, level)
-    vocab = Vocab.build(train_lines, level)
-    corpus_types = len({t for line in tokenize_lines(text, level) for t in line})
-    train = frame([vocab.encode(x) for x in train_lines], cfg.framing, "training text")
-    if cfg.data.split == "none":
-        valid = train
-    else:
-        hint = " (raise data.valid_frac, or use data.split=none)"
-        try:
-            valid = frame([vocab.encode(x) for x in tokenize_lines(splits.valid, level)],
-                          cfg.framing, "validation text", seq_len=train.seq_len)
-        except LmjaxError as e:
-            raise type(e)(str(e) + hint) from None
-    return Prepared(vocab, train, valid, splits.test, corpus_types,
-                    hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    splits.train if cfg.data.split == "none" else splits.valid)
 
 
 def build_model(cfg: Config, vocab_size: int) -> tuple[nnx.GraphDef, Any]:
@@ -92,23 +57,39 @@ def dropout_key(cfg: Config) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
 
 
-def make_steps(cfg: Config, graphdef: nnx.GraphDef) -> Steps:
+def make_steps(cfg: Config, graphdef: nnx.GraphDef, take: Any = None) -> Steps:
+    """``take``: how a step gathers its batch from the dataset (datasets.take_fn)."""
     return Steps(graphdef, make_optimizer(cfg.optim), last_only=cfg.framing.last_only,
-                 dropout=cfg.model.dropout > 0)
+                 dropout=cfg.model.dropout > 0, take=take)
+
+
+def datasets_for(cfg: Config, data: Prepared, place: Placement) -> tuple[Any, Any]:
+    """The device-resident train and valid sets in this run's layout (datasets.py)."""
+    if data.shards is not None:
+        train = ShardedData(place, data.train_parts, data.train_counts)
+        valid = train if data.valid_parts is data.train_parts else ShardedData(
+            place, data.valid_parts, data.valid_counts)
+        return train, valid
+    train = ReplicatedData(place, data.train)
+    valid = train if data.valid is data.train else ReplicatedData(place, data.valid)
+    return train, valid
 
 
 class Evaluator:
-    """Metric sums of a fixed sample set, in one jitted scan over fixed-size batches."""
+    """Metric sums of a fixed sample set, in one jitted scan over fixed-size batches.
 
-    def __init__(self, steps: Steps, framed: Framed, batch_size: int,
-                 place: Placement | None = None, data: dict | None = None):
+    ``dataset``: a :mod:`lmjax.train.datasets` layout (or a Framed, placed on one device)."""
+
+    def __init__(self, steps: Steps, dataset: Any, batch_size: int):
+        if isinstance(dataset, Framed):
+            dataset = ReplicatedData(Placement(select_devices("1")), dataset)
         self.steps = steps
-        place = place or Placement(select_devices("1"))
-        self.data = data if data is not None else place.replicate(batches.host_arrays(framed))
-        bsz = min(batch_size, len(framed))
-        bsz = -(-bsz // place.size) * place.size  # a multiple of the device count
-        self.idx = place.rows(batches.sequential(len(framed), bsz))
-        self.oracle = oracle_accuracy(framed.inputs, framed.targets, framed.weights)
+        size = dataset.place.size
+        self.data = dataset.array
+        bsz = min(batch_size, -(-dataset.n // size) * size)
+        bsz = -(-bsz // size) * size  # a multiple of the device count
+        self.idx = dataset.place.rows(dataset.sequential(bsz))
+        self.oracle = dataset.oracle
 
     def __call__(self, params: Any) -> dict:
         return self.steps.eval_chunk(params, self.data, self.idx)
@@ -133,9 +114,9 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     (also written to summary.json)."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
-    data = prepare_data(cfg)  # bad input fails here, before anything is written
     place = Placement(select_devices(cfg.train.devices))
     place.check_batch(cfg.train.batch_size)
+    data = prepare(cfg, place)  # bad input fails here, before anything is written
     main_dir = run_dir
     if jax.process_count() > 1:  # process 0 owns run_dir and W&B; the others keep a copy
         run_dir = process_run_dir(run_dir)
@@ -146,7 +127,8 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = open_run_dir(cfg, run_dir)
     graphdef, params = build_model(cfg, len(data.vocab))
-    steps = make_steps(cfg, graphdef)
+    train_set, valid_set = datasets_for(cfg, data, place)
+    steps = make_steps(cfg, graphdef, take_fn(train_set))
     state = init_state(params, steps.tx, dropout_key(cfg))
     ckpt = (Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
             if jax.process_index() == 0 else FollowerCheckpointer(main_dir / "checkpoints"))
@@ -168,7 +150,7 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
     try:
         with StopSignals() as stop:
             faults.reached("start")
-            training = _Training(cfg, steps, data, writer, stop, t_start, place)
+            training = _Training(cfg, steps, train_set, valid_set, writer, stop, t_start)
             state, record, pos = training.run(place.replicate(state), pos)
             return writer.finish(state, steps, record, pos.record.get("epochs", pos.epoch),
                                  pos.train_seconds, pos.wall_seconds, pos)
@@ -180,25 +162,23 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
 class _Training:
     """The epochs of one run from a :class:`Position`; checkpoints at chunk boundaries."""
 
-    def __init__(self, cfg: Config, steps: Steps, data: Prepared, writer: "RunWriter",
-                 stop: StopSignals, t_start: float, place: Placement):
+    def __init__(self, cfg: Config, steps: Steps, train: Any, valid: Any, writer: "RunWriter",
+                 stop: StopSignals, t_start: float):
         self.cfg, self.steps, self.writer, self.stop, self.t_start = cfg, steps, writer, stop, t_start
-        train = data.train
-        self.n, t_len = train.inputs.shape
+        self.train, place = train, train.place
+        self.n = train.n
         # a corpus smaller than one batch trains in one (padded) batch split over the devices
         self.bsz = min(cfg.train.batch_size, -(-self.n // place.size) * place.size)
-        self.spe = math.ceil(self.n / self.bsz)  # steps per epoch
+        self.spe = train.steps_per_epoch(self.bsz)  # steps per epoch
         self.per_call = (cfg.train.steps_per_call
-                         or auto_steps_per_call(self.spe, self.bsz * t_len))
+                         or auto_steps_per_call(self.spe, self.bsz * train.seq_len))
         self.place = place
         self.chunk_s, self.read_at = 0.0, None  # a full chunk's measured time (for the budget)
-        self.train_dev = place.replicate(batches.host_arrays(train))
-        rows = batches.subsample(self.n, cfg.train.eval_max_train_samples, cfg.seed)
-        self.train_eval = Evaluator(steps, train if rows is None else train.take(rows),
-                                    cfg.train.eval_batch_size, place,
-                                    self.train_dev if rows is None else None)
-        self.valid_eval = (self.train_eval if data.valid is train
-                           else Evaluator(steps, data.valid, cfg.train.eval_batch_size, place))
+        self.train_dev = train.array
+        self.train_eval = Evaluator(steps, train.subset(cfg.train.eval_max_train_samples,
+                                                        cfg.seed), cfg.train.eval_batch_size)
+        self.valid_eval = (self.train_eval if valid is train
+                           else Evaluator(steps, valid, cfg.train.eval_batch_size))
 
     def _wall(self, pos0: Position) -> float:
         return pos0.wall_seconds + time.perf_counter() - self.t_start
@@ -285,7 +265,7 @@ class _Training:
         next is dispatched, so the host never stalls the device; syncs only to checkpoint.
         Returns (state, summed metrics, steps done, stop reason, train seconds so far)."""
         cfg, budget = self.cfg, self.cfg.train.time_budget_s
-        order = batches.epoch_order(self.n, self.bsz, cfg.seed, epoch)
+        order = self.train.epoch_order(self.bsz, cfg.seed, epoch)
         first = pos.step - start  # global step before this epoch's first step
         t0 = time.perf_counter()
         pending, done, reason = None, start, None

@@ -24,7 +24,10 @@ import numpy as np
 from lmjax.config import Config
 from lmjax.data import batches
 from lmjax.train import loop
+from lmjax.errors import ConfigError
+from lmjax.train.datasets import ReplicatedData
 from lmjax.train.metrics import finalize
+from lmjax.train.parallel import Placement, select_devices
 from lmjax.train.progress import TrainProgress
 from lmjax.train.step import init_state
 
@@ -46,6 +49,9 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     cfgs = [dataclasses.replace(cfg, seed=s, train=dataclasses.replace(cfg.train,
                                                                         parallel_seeds=1))
             for s in seeds]
+    if cfg.data.shard == "devices":
+        raise ConfigError("train.parallel_seeds needs the whole corpus in one process: "
+                          "set data.shard=none")
     data = loop.prepare_data(cfg)
     train = data.train
     n, t_len = train.inputs.shape
@@ -65,9 +71,9 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
 
     train_dev = batches.to_device(train)
     rows = batches.subsample(n, cfg.train.eval_max_train_samples, cfg.seed)
-    train_eval = loop.Evaluator(steps, train if rows is None else train.take(rows),
-                                cfg.train.eval_batch_size, None,
-                                train_dev if rows is None else None)
+    one = Placement(select_devices("1"))
+    train_eval = loop.Evaluator(steps, ReplicatedData(one, train, train_dev) if rows is None
+                                else train.take(rows), cfg.train.eval_batch_size)
     valid_eval = (train_eval if data.valid is train
                   else loop.Evaluator(steps, data.valid, cfg.train.eval_batch_size))
     level = cfg.framing.token_level

@@ -101,3 +101,47 @@ class Placement:
         """
         idx = np.ascontiguousarray(idx, np.int32)
         return jax.make_array_from_callback(idx.shape, self.rows_sharding, lambda i: idx[i])
+
+    def local_positions(self) -> list[int]:
+        """Mesh positions of this process's devices (global data-shard ids), in mesh order."""
+        me = jax.process_index()
+        return [k for k, d in enumerate(self.mesh.devices.flat) if d.process_index == me]
+
+
+def allgather_json(obj: Any) -> list:
+    """Every process's ``obj`` (JSON-serialisable), in process order; ``[obj]`` in one process."""
+    import json
+
+    if jax.process_count() == 1:
+        return [json.loads(json.dumps(obj))]
+    from jax.experimental import multihost_utils
+
+    raw = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.int32(len(raw)))).reshape(-1)
+    buf = np.zeros(int(sizes.max()), np.uint8)
+    buf[: len(raw)] = raw
+    got = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), -1)
+    return [json.loads(bytes(row[:n]).decode()) for row, n in zip(got, sizes)]
+
+
+def agreed(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on every process; if it raised an lmjax error on any, every process raises
+    (a process that failed alone would leave the others waiting in a collective)."""
+    from lmjax.errors import LmjaxError
+
+    try:
+        out, err = fn(*args), None
+    except LmjaxError as e:
+        out, err = None, e
+    if jax.process_count() == 1:
+        if err is not None:
+            raise err
+        return out
+    errors = allgather_json(None if err is None else [type(err).__name__, str(err)])
+    if err is not None:
+        raise err
+    bad = [(i, e) for i, e in enumerate(errors) if e is not None]
+    if bad:
+        i, (_, msg) = bad[0]
+        raise ConfigError(f"process {i} failed: {msg}")
+    return out

@@ -118,6 +118,13 @@ def restore(cfg: Config, run_dir: Path, data: Any, ckpt: Checkpointer,
     if saved.sha256() != meta.get("vocab_sha256"):
         raise CheckpointError(f"{run_dir / 'vocab.json'} does not match the vocabulary the "
                               f"checkpoint was trained with; was it edited?")
+    shards = data.shards.num_shards if data.shards else 0
+    if int(meta.get("data_shards", 0)) != shards:
+        def say(k: int) -> str:
+            return f"{k} data shards" if k else "the whole corpus in every process"
+        raise CheckpointError(f"the run in {run_dir} was trained on "
+                              f"{say(int(meta.get('data_shards', 0)))}, this one would read "
+                              f"{say(shards)}; resume with the same devices and data.shard")
     if data.text_sha256 != meta.get("corpus_sha256"):
         raise CheckpointError(f"the corpus text differs from the one the run in {run_dir} was "
                               f"trained on (sha256 {data.text_sha256[:12]}..., the checkpoint "

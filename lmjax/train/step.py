@@ -33,8 +33,10 @@ class Steps:
     """The jitted functions for one model architecture, optimizer and framing."""
 
     def __init__(self, graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
-                 last_only: bool, dropout: bool):
+                 last_only: bool, dropout: bool, take: Any = None):
         self.graphdef = graphdef
+        # (dataset, row ids (B,)) -> batch; datasets.sharded_take for per-device shards
+        self.take = take or (lambda data, ix: {k: v[ix] for k, v in data.items()})
         self.tx = tx
         self.last_only = last_only
         self.dropout = dropout
@@ -74,7 +76,7 @@ class Steps:
         Returns the new state, metric sums over the K steps and the per-step losses (K,).
         """
         def body(st, ix):
-            return self.train_step(st, {k: v[ix] for k, v in data.items()})
+            return self.train_step(st, self.take(data, ix))
 
         state, per_step = jax.lax.scan(body, state, idx)
         losses = per_step.pop("step_loss")
@@ -84,7 +86,7 @@ class Steps:
     def _eval_chunk(self, params: Any, data: Batch, idx: jax.Array) -> dict:
         """Metric sums of ``params`` over the rows idx (E, B) of data (no dropout)."""
         def body(acc, ix):
-            _, sums = self.loss(params, {k: v[ix] for k, v in data.items()})
+            _, sums = self.loss(params, self.take(data, ix))
             return {k: acc[k] + sums[k] for k in acc}, None
 
         zero = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct", "top5", "weight")}

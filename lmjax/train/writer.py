@@ -19,7 +19,8 @@ from lmjax.errors import Interrupted
 from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
-from lmjax.train.heldout import heldout_word_metrics
+from lmjax.train.heldout import finalize_heldout, heldout_word_sums
+from lmjax.train.parallel import allgather_json
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
 from lmjax.track import make_trackers
@@ -58,11 +59,14 @@ class RunWriter:
              **extra: Any) -> None:
         pos.wandb_id = self.wandb_id
         vocab = self.data.vocab
+        shards = self.data.shards.num_shards if self.data.shards else 0
+        order = ("numpy default_rng([seed, epoch, shard]).permutation of each shard" if shards
+                 else "numpy default_rng([seed, epoch]).permutation")
         meta = pos.meta(seq_len=int(self.data.train.inputs.shape[1]), vocab_size=len(vocab),
                         vocab_sha256=vocab.sha256(), corpus_sha256=self.data.text_sha256,
                         config_hash=self.cfg.resume_fingerprint(),
                         training_hash=self.cfg.fingerprint(), seed=self.cfg.seed,
-                        data_order="numpy default_rng([seed, epoch]).permutation", **extra)
+                        data_order=order, data_shards=shards, **extra)
         self.ckpt.save(pos.step, state_tree(state), meta, val_loss)
 
     def finish(self, state: TrainState, steps: Steps, record: dict, epochs_done: float,
@@ -76,7 +80,7 @@ class RunWriter:
                            finished=True)
         self.save(state, pos, record.get("val_loss"))
         self.ckpt.close()
-        n, t_len = data.train.inputs.shape
+        n, t_len = data.num_train, data.train.seq_len
         samples = _samples(cfg, steps, state, data.vocab, t_len)
         (self.run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
         if cfg.sample.complete:  # the keyboard demo: completions.json, printed too
@@ -87,7 +91,7 @@ class RunWriter:
             "status": "completed", "name": cfg.name, "framing": cfg.framing.label, "level": level,
             "corpus": cfg.data.name if cfg.data.name != "file" else cfg.data.path,
             "corpus_types": data.corpus_types, "vocab_size": len(data.vocab), "num_sequences": n,
-            "num_val_sequences": len(data.valid), "seq_len": t_len,
+            "num_val_sequences": data.num_valid, "seq_len": t_len,
             "params": sum(x.size for x in jax.tree.leaves(state.params)),
             "hidden_size": cfg.model.hidden_size, "seed": cfg.seed,
             "epochs": epochs_done, "steps": step, "batch_size": min(cfg.train.batch_size, n),
@@ -98,9 +102,14 @@ class RunWriter:
             **self.timings, "samples": samples,
         }
         # every word model scored on the same held-out words, each with its framing's context
-        summary.update(heldout_word_metrics(
-            lambda x: steps.predict(state.params, jnp.asarray(x)), cfg, data.vocab,
-            data.heldout_text, t_len))
+        # (sharded: each process scores its shards' text and the sums are added up)
+        parts = [heldout_word_sums(lambda x: steps.predict(state.params, jnp.asarray(x)), cfg,
+                                   data.vocab, text, t_len) for text in data.heldout_texts]
+        if data.shards is not None:
+            parts = [p for proc in allgather_json(parts) for p in proc]
+            summary["data_shards"] = data.shards.report()
+        summary.update(finalize_heldout({k: sum(p.get(k, 0) for p in parts)
+                                         for k in ("nll_sum", "correct", "count", "total")}))
         _write_json(self.run_dir / "summary.json", summary)
         self.trackers.summary(summary)
         self.trackers.finish()

@@ -77,14 +77,14 @@ def test_batch_must_split_across_devices():
         select_devices(str(len(jax.devices()) + 1))
 
 
-def _run_cli(run_dir, corpus, *extra, processes=1):
+def _run_cli(run_dir, corpus, *extra, processes=1, env_extra=None):
     """``python -m experiments.run`` on a tiny word corpus, as 1 process or N over loopback."""
     args = [sys.executable, "-m", "experiments.run", "data=file", f"data.path={corpus}",
             "data.split=position", "framing=sequence", "framing.level=word",
             "framing.seq_len=8", "model.embed_size=16", "model.hidden_size=32",
             "model.num_layers=2", "train.batch_size=16", "train.devices=auto", "logger=none",
             "train.progress=false", "sample.length=3", f"hydra.run.dir={run_dir}", *extra]
-    env = dict(os.environ, LMJAX_JAX_CACHE="off")
+    env = dict(os.environ, LMJAX_JAX_CACHE="off", **(env_extra or {}))
     if processes == 1:
         p = subprocess.run(args, cwd=REPO, env=env, timeout=300, capture_output=True)
         assert p.returncode == 0, p.stderr.decode()[-2000:]
@@ -117,9 +117,10 @@ def test_two_process_cli_run_matches_one_process(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
     _run_cli(tmp_path / "one", corpus, "train.epochs=3")
-    _run_cli(tmp_path / "two", corpus, "train.epochs=2", processes=2)
+    whole = "data.shard=none"  # every process reads the whole corpus (sharded: next test)
+    _run_cli(tmp_path / "two", corpus, "train.epochs=2", whole, processes=2)
     assert len(_metrics(tmp_path / "two")) == 2
-    _run_cli(tmp_path / "two", corpus, "train.epochs=3", "resume=true", processes=2)
+    _run_cli(tmp_path / "two", corpus, "train.epochs=3", "resume=true", whole, processes=2)
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert len(one) == len(two) == 3
     for a, b in zip(one, two):
@@ -131,3 +132,37 @@ def test_two_process_cli_run_matches_one_process(tmp_path):
                             for r in rows]
     assert untimed(_metrics(copy)) == untimed(two)  # both processes computed the same metrics
     assert not list((tmp_path / "two").glob("process*"))
+
+
+def test_two_processes_read_only_their_shards(tmp_path):
+    """The default for a multi-process job: each process reads only its device's shard of the
+    corpus (data.shard=auto -> devices); the job trains, stops and resumes exactly like one
+    process holding both shards on 2 forced CPU devices."""
+    import json
+
+    from tests.train.parallel_worker import TEXT
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 40)
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    _run_cli(tmp_path / "one", corpus, "train.epochs=3", "data.shard=devices",
+             env_extra=two_devices)
+    _run_cli(tmp_path / "two", corpus, "train.epochs=2", processes=2)
+    _run_cli(tmp_path / "two", corpus, "train.epochs=3", "resume=true", processes=2)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        for k in ("train_loss", "val_loss", "val_accuracy", "train_accuracy"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5), k
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s0 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    s_1 = json.loads((tmp_path / "two.process1" / "summary.json").read_text())
+    assert s0["heldout_word_perplexity"] == pytest.approx(s1["heldout_word_perplexity"], rel=1e-5)
+    assert s0["num_sequences"] == s1["num_sequences"] == s_1["num_sequences"]
+    size = corpus.stat().st_size
+    r0, r1 = s0["data_shards"], s_1["data_shards"]
+    assert (r0["shards"], r1["shards"]) == ([0], [1]) and r0["num_shards"] == 2
+    assert r0["train_ranges"][0][1] == r1["train_ranges"][0][0]  # adjacent, disjoint shards
+    for r in (r0, r1):  # each read its half of train + valid and a few lookahead bytes
+        assert r["bytes_read_total"] < 0.65 * size, r
+    assert s1["data_shards"]["shards"] == [0, 1]
