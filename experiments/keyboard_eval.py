@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from lmjax.cli import friendly_errors
 from lmjax.infer.args import Arg, boolean, ints, parse, setup
+from lmjax.infer.score import context_arg
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
@@ -25,7 +26,8 @@ SPEC = [
     Arg("n", ints, (1, 3, 5), "suggestion counts, comma separated"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
     Arg("max_words", int, 2000, "words the simulated user types (0: the whole split)"),
-    Arg("context", int, 0, "tokens of context for next-token metrics (0: the trained window)"),
+    Arg("context", context_arg, 0, "tokens of context for next-token metrics (0: the trained "
+        "window; stream: all the text before, the LSTM state carried through the split)"),
     Arg("progress", boolean, True, "a progress bar on stderr (when it is a terminal)"),
 ]
 
@@ -41,8 +43,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if a["method"] not in METHODS:
         raise ConfigError(f"unknown method {a['method']!r}; choose one of {', '.join(METHODS)}")
-    if a["max_words"] < 0 or a["context"] < 0:
-        raise ConfigError("max_words and context must be >= 0")
+    if a["max_words"] < 0:
+        raise ConfigError("max_words must be >= 0")
     which = parse_checkpoint(a["checkpoint"])
     loaded = load_run(a["run"], which)
     which = which if isinstance(which, str) else "step"

@@ -3,7 +3,8 @@
 Prints the total log-probability (natural log) of the text and the per-token perplexity (word
 models) or bits per character (char models). Scored: every token after the first, each predicted
 from up to ``context`` tokens before it (default: the window the model was trained on), left-
-padded to that window; tokens outside the vocabulary are not scored (counted as unknown). With
+padded to that window (``context=stream``: from all the tokens before it, the LSTM state
+carried); tokens outside the vocabulary are not scored (counted as unknown). With
 ``file=PATH`` each non-empty line of the file is scored on its own, one line of output each, then
 the totals over all lines. Details: docs/keyboard.md.
 """
@@ -14,13 +15,15 @@ import math
 
 from lmjax.cli import friendly_errors
 from lmjax.infer.args import Arg, parse, setup
+from lmjax.infer.score import STREAM, context_arg
 
 SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
     Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("text", str, None, "the text to score"),
     Arg("file", str, None, "score each line of this UTF-8 file instead"),
-    Arg("context", int, 0, "tokens of left context (0: the model's trained window)"),
+    Arg("context", context_arg, 0, "tokens of left context (0: the model's trained window; "
+        "stream: all the tokens before, the LSTM state carried)"),
 ]
 
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     setup()
     from lmjax.data.corpus import read_text_file
     from lmjax.infer.load import load_run, parse_checkpoint
-    from lmjax.infer.score import score_lines, score_text
+    from lmjax.infer.score import heldout_next_token, score_lines, score_text
 
     text = a["text"] if a["file"] is None else read_text_file(a["file"])
     loaded = load_run(a["run"], parse_checkpoint(a["checkpoint"]))
@@ -50,10 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     metric = "bits_per_char" if loaded.vocab.level == "char" else "perplexity"
     ctx = a["context"] or None
     if a["file"] is None:
-        s = score_text(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx, batch_size=64)
+        s = (heldout_next_token(loaded, text, STREAM) if ctx == STREAM else
+             score_text(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx, batch_size=64))
         print(_fmt(s, metric))
         return
-    rows = score_lines(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx)
+    if ctx == STREAM:
+        rows = [{"line": line, **heldout_next_token(loaded, line, STREAM)}
+                for line in text.splitlines() if line.strip()]
+    else:
+        rows = score_lines(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx)
     for r in rows:
         print(f"{_fmt(r, metric)}  {r['line']}")
     lp = sum(r["log_prob"] for r in rows)

@@ -70,6 +70,9 @@ class FramingConfig:
     seq_len: int = 40  # char and sequence framings: window length
     step: int = 3  # char framing: stride between windows; sequence: 0 means seq_len
     cross_lines: bool = True  # may a window span a line break?
+    # sequence framing: row b of each batch continues row b of the previous batch (B streams of
+    # consecutive blocks), and the LSTM state is carried from one step to the next
+    carry_state: bool = False
 
     def __post_init__(self) -> None:
         _require(self.name in FRAMING_NAMES,
@@ -84,6 +87,10 @@ class FramingConfig:
         _positive("framing.seq_len", self.seq_len)
         _require(self.step >= 0, f"framing.step must be >= 0, got {self.step}")
         _require(not (self.name == "char" and self.step == 0), "framing.step must be > 0 for char")
+        _require(not self.carry_state or (self.name == "sequence" and self.step in (0, self.seq_len)
+                                          and self.cross_lines),
+                 "framing.carry_state needs framing=sequence with consecutive blocks "
+                 "(framing.step=0, framing.cross_lines=true)")
 
     @property
     def label(self) -> str:

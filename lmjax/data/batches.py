@@ -37,6 +37,24 @@ def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
     return _rows(perm, n, batch_size)
 
 
+def lanes(n: int, width: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """(steps, width) row ids for ``framing.carry_state``: column j is a lane of ``steps``
+    consecutive rows, lane j + 1 starting where lane j ends, from a random offset (so the
+    n - width * steps rows an epoch leaves out change from epoch to epoch)."""
+    steps = max(1, min(steps, n // width)) if n >= width else 1
+    if n < width:  # fewer rows than lanes: one step, the rest padding (row n)
+        out = np.full((1, width), n, np.int32)
+        out[0, :n] = np.arange(n)
+        return out
+    off = int(rng.integers(0, n - width * steps + 1))
+    return (off + np.arange(width)[None, :] * steps + np.arange(steps)[:, None]).astype(np.int32)
+
+
+def lane_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """:func:`epoch_order` for ``framing.carry_state``: (n // B, B) lanes of consecutive rows."""
+    return lanes(n, batch_size, n // batch_size, np.random.default_rng([seed, epoch]))
+
+
 def sequential(n: int, batch_size: int) -> np.ndarray:
     """(E, B) row ids covering range(n) in order, padded with n (for evaluation)."""
     return _rows(np.arange(n), n, batch_size)

@@ -73,6 +73,50 @@ def token_logprobs(predict: PredictFn, ids: np.ndarray, width: int, context: int
     return np.concatenate(lps), np.concatenate(oks)
 
 
+STREAM = "stream"  # context=stream: every token from all the tokens before it
+STREAM_WARMUP = 10_000  # tokens of history the stream runs through before scoring starts
+
+
+def context_arg(s: str) -> int | str:
+    """The commands' ``context=``: a number of tokens (0: the trained window) or ``stream``."""
+    s = str(s).strip()
+    if s == STREAM:
+        return STREAM
+    n = int(s)
+    if n < 0:
+        raise ValueError(s)
+    return n
+
+
+context_arg.__name__ = "a number of tokens or 'stream'"
+
+
+def stream_logprobs(loaded, ids: np.ndarray, start: int = 1,
+                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`token_logprobs` with unlimited context: the ids run through the LSTM as one
+    stream (batch 1, the state carried from chunk to chunk), so token ``i >= start`` is
+    predicted from all of ``ids[:i]``. ``loaded``: a LoadedRun."""
+    ids = np.asarray(ids, np.int32)
+    n = len(ids) - start
+    if n <= 0:
+        return np.zeros(0, np.float32), np.zeros(0, bool)
+    x, y = ids[:-1], ids[1:]  # x[j] is followed by y[j] = ids[j + 1]
+    state = loaded.model.zero_state(1)
+    lps, oks = [], []
+    for a in range(0, len(x), chunk):
+        xb = x[a:a + chunk]
+        m = len(xb)
+        if m < chunk:  # one shape: one compilation (the padded tail's state is never used)
+            xb = np.concatenate([xb, np.full(chunk - m, PAD_ID, np.int32)])
+        logp, state = loaded.steps.stream(loaded.params, state, xb[None, :])
+        logp = np.asarray(logp)[:m, 0]
+        lp = logp[np.arange(m), y[a:a + m]]
+        lps.append(lp)
+        oks.append(lp >= logp.max(axis=1))
+    lp, ok = np.concatenate(lps), np.concatenate(oks)
+    return lp[start - 1:], ok[start - 1:]
+
+
 def _summary(level: str, lp: np.ndarray, ok: np.ndarray, unknown: int) -> dict:
     n = int(len(lp))
     total = float(lp.sum(dtype=np.float64))
@@ -108,7 +152,7 @@ def score_text(predict: PredictFn, vocab: Vocab, text: str, width: int,
     return score_ids(predict, vocab.level, ids, width, context, start, batch_size)
 
 
-def heldout_next_token(loaded, text: str, context: int | None = None, history: str = "",
+def heldout_next_token(loaded, text: str, context: int | str | None = None, history: str = "",
                        batch_size: int = 1024) -> dict:
     """Next-token accuracy and bits per char (char) or perplexity (word) on a held-out text.
 
@@ -116,10 +160,19 @@ def heldout_next_token(loaded, text: str, context: int | None = None, history: s
     (default: the model's trained window ``loaded.seq_len``, e.g. 40 for the keyboard), sliding
     one token at a time; the first token is predicted only when ``history`` (the text before,
     e.g. the end of the previous split) provides its context. ``loaded`` is a
-    :class:`lmjax.infer.load.LoadedRun`. Returns ``next_token_accuracy``, ``bits_per_char`` or
+    :class:`lmjax.infer.load.LoadedRun`. ``context="stream"``: every token from all the tokens
+    before it (:func:`stream_logprobs`; the state first runs through up to the last
+    STREAM_WARMUP tokens of ``history``). Returns ``next_token_accuracy``, ``bits_per_char`` or
     ``perplexity``, ``tokens`` (scored), ``log_prob`` and ``unknown`` (targets not in the
     vocabulary, not scored).
     """
+    if context == STREAM:
+        hist = loaded.vocab.tokenize(history)[-STREAM_WARMUP:] if history else []
+        ids = loaded.vocab.encode(hist + loaded.vocab.tokenize(text))
+        start = len(hist) if hist else 1
+        lp, ok = stream_logprobs(loaded, ids, start)
+        known = ids[start:] != UNK_ID
+        return _summary(loaded.vocab.level, lp[known], ok[known], int((~known).sum()))
     ctx = loaded.seq_len if context is None else int(context)
     if history:
         history = history[-ctx:] if loaded.vocab.level == "char" else history

@@ -39,12 +39,15 @@ class LSTMLayer(nnx.Module):
             return self.w_ih[...][x] + self.b[...]
         return jnp.einsum("tbd,dg->tbg", x, self.w_ih[...]) + self.b[...]
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (T, B) ids or (T, B, D) -> hidden states (T, B, H)."""
+    def __call__(self, x: jax.Array, state: tuple[jax.Array, jax.Array] | None = None):
+        """x: (T, B) ids or (T, B, D) -> (hidden states (T, B, H), final (h, c), each (B, H)).
+
+        ``state``: the initial (h, c) (zeros if None)."""
         xp = self.project(x)
-        zeros = jnp.zeros((xp.shape[1], self.hidden), xp.dtype)
-        hs, _ = lstm_recurrence(xp, self.w_hh[...], zeros, zeros)
-        return hs
+        if state is None:
+            zeros = jnp.zeros((xp.shape[1], self.hidden), xp.dtype)
+            state = (zeros, zeros)
+        return lstm_recurrence(xp, self.w_hh[...], *state)
 
 
 class LanguageModel(nnx.Module):
@@ -75,16 +78,26 @@ class LanguageModel(nnx.Module):
         keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
         return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
 
-    def hidden_states(self, tokens: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
-        """tokens: (B, T) int -> top-layer states (T, B, H), dropout applied if a key is given."""
+    def hidden_states(self, tokens: jax.Array, dropout_key: jax.Array | None = None,
+                      state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """tokens: (B, T) int -> (top-layer states (T, B, H), final state (L, 2, B, H)), dropout
+        applied if a key is given. ``state``: the initial (h, c) of every layer, (L, 2, B, H),
+        as returned by a previous call (zeros if None)."""
         x = tokens.T  # (T, B)
         if self.embed is not None:
             x = self.embed[...][x]  # (T, B, E)
         keys = (jax.random.split(dropout_key, len(self.layers))
                 if dropout_key is not None else [None] * len(self.layers))
-        for layer, k in zip(self.layers, keys):
-            x = self._drop(layer(x), k)
-        return x
+        finals = []
+        for i, (layer, k) in enumerate(zip(self.layers, keys)):
+            hs, (h, c) = layer(x, None if state is None else (state[i, 0], state[i, 1]))
+            finals.append(jnp.stack([h, c]))
+            x = self._drop(hs, k)
+        return x, jnp.stack(finals)
+
+    def zero_state(self, batch: int) -> jax.Array:
+        """The initial state of :meth:`hidden_states`, (L, 2, B, H) zeros."""
+        return jnp.zeros((len(self.layers), 2, batch, self.layers[0].hidden), jnp.float32)
 
     def logits(self, h: jax.Array) -> jax.Array:
         """(..., H) -> (..., V)."""
@@ -94,8 +107,15 @@ class LanguageModel(nnx.Module):
     def __call__(self, tokens: jax.Array, *, last_only: bool = False,
                  dropout_key: jax.Array | None = None) -> jax.Array:
         """tokens: (B, T) -> logits (B, V) if last_only else (T, B, V) (time-major)."""
-        h = self.hidden_states(tokens, dropout_key)
+        h, _ = self.hidden_states(tokens, dropout_key)
         return self.logits(h[-1] if last_only else h)
+
+    def run(self, tokens: jax.Array, state: jax.Array,
+            dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Stateful: tokens (B, T) from ``state`` (L, 2, B, H) -> (logits (T, B, V), the state
+        after the last token), so the next call can continue the same streams."""
+        h, final = self.hidden_states(tokens, dropout_key, state)
+        return self.logits(h), final
 
 
 def count_params(model: nnx.Module) -> int:

@@ -48,8 +48,9 @@ def sharded_take(place: Placement) -> Take:
 class ReplicatedData:
     sharded = False
 
-    def __init__(self, place: Placement, framed: Framed, array: dict | None = None):
-        self.place, self.framed = place, framed
+    def __init__(self, place: Placement, framed: Framed, array: dict | None = None,
+                 carry: bool = False):
+        self.place, self.framed, self.carry = place, framed, carry
         self.n, self.seq_len = framed.inputs.shape
         self.array = array if array is not None else place.replicate(batches.host_arrays(framed))
 
@@ -58,9 +59,11 @@ class ReplicatedData:
         return oracle_accuracy(self.framed.inputs, self.framed.targets, self.framed.weights)
 
     def steps_per_epoch(self, bsz: int) -> int:
-        return math.ceil(self.n / bsz)
+        return max(1, self.n // bsz) if self.carry else math.ceil(self.n / bsz)
 
     def epoch_order(self, bsz: int, seed: int, epoch: int) -> np.ndarray:
+        if self.carry:
+            return batches.lane_order(self.n, bsz, seed, epoch)
         return batches.epoch_order(self.n, bsz, seed, epoch)
 
     def sequential(self, bsz: int) -> np.ndarray:
@@ -76,8 +79,9 @@ class ShardedData:
 
     sharded = True
 
-    def __init__(self, place: Placement, local: list[Framed], counts: list[int]):
-        self.place, self.local, self.counts = place, local, list(counts)
+    def __init__(self, place: Placement, local: list[Framed], counts: list[int],
+                 carry: bool = False):
+        self.place, self.local, self.counts, self.carry = place, local, list(counts), carry
         self.positions = place.local_positions()
         assert len(local) == len(self.positions) and len(counts) == place.size
         self.n = sum(counts)
@@ -101,7 +105,10 @@ class ShardedData:
         self.oracle = float("nan")  # needs every sample in one place; not computed
 
     def steps_per_epoch(self, bsz: int) -> int:
-        return max(1, math.ceil(max(self.counts) / (bsz // self.place.size)))
+        b = bsz // self.place.size
+        if self.carry:  # every shard's lanes as long as the shortest shard allows
+            return max(1, min(self.counts) // b)
+        return max(1, math.ceil(max(self.counts) / b))
 
     def _plan(self, bsz: int, order: Callable[[int], np.ndarray]) -> np.ndarray:
         b = bsz // self.place.size
@@ -115,6 +122,10 @@ class ShardedData:
         return out
 
     def epoch_order(self, bsz: int, seed: int, epoch: int) -> np.ndarray:
+        if self.carry:
+            b, steps = bsz // self.place.size, self.steps_per_epoch(bsz)
+            return self._plan(bsz, lambda k: batches.lanes(
+                self.counts[k], b, steps, np.random.default_rng([seed, epoch, k])).reshape(-1))
         return self._plan(bsz, lambda k: np.random.default_rng([seed, epoch, k]).permutation(
             self.counts[k]))
 

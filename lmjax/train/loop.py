@@ -60,17 +60,18 @@ def dropout_key(cfg: Config) -> jax.Array:
 def make_steps(cfg: Config, graphdef: nnx.GraphDef, take: Any = None) -> Steps:
     """``take``: how a step gathers its batch from the dataset (datasets.take_fn)."""
     return Steps(graphdef, make_optimizer(cfg.optim), last_only=cfg.framing.last_only,
-                 dropout=cfg.model.dropout > 0, take=take)
+                 dropout=cfg.model.dropout > 0, take=take, carry_state=cfg.framing.carry_state)
 
 
 def datasets_for(cfg: Config, data: Prepared, place: Placement) -> tuple[Any, Any]:
     """The device-resident train and valid sets in this run's layout (datasets.py)."""
     if data.shards is not None:
-        train = ShardedData(place, data.train_parts, data.train_counts)
+        train = ShardedData(place, data.train_parts, data.train_counts,
+                            cfg.framing.carry_state)
         valid = train if data.valid_parts is data.train_parts else ShardedData(
             place, data.valid_parts, data.valid_counts)
         return train, valid
-    train = ReplicatedData(place, data.train)
+    train = ReplicatedData(place, data.train, carry=cfg.framing.carry_state)
     valid = train if data.valid is data.train else ReplicatedData(place, data.valid)
     return train, valid
 

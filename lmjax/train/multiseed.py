@@ -56,7 +56,8 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     train = data.train
     n, t_len = train.inputs.shape
     bsz = min(cfg.train.batch_size, n)
-    steps_per_epoch = math.ceil(n / bsz)
+    steps_per_epoch = max(1, n // bsz) if cfg.framing.carry_state else math.ceil(n / bsz)
+    order_of = batches.lane_order if cfg.framing.carry_state else batches.epoch_order
     per_call = cfg.train.steps_per_call or loop.auto_steps_per_call(steps_per_epoch, bsz * t_len)
 
     states, steps = [], None
@@ -84,7 +85,7 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     try:
         with TrainProgress(cfg.train.epochs * steps_per_epoch, enabled=cfg.train.progress) as bar:
             for epoch in range(cfg.train.epochs):
-                order = np.stack([batches.epoch_order(n, bsz, s, epoch) for s in seeds])
+                order = np.stack([order_of(n, bsz, s, epoch) for s in seeds])
                 t0 = time.perf_counter()
                 running = None
                 for a, b in batches.chunk_bounds(steps_per_epoch, per_call):

@@ -108,6 +108,15 @@ def test_score(runs, capsys, monkeypatch, tmp_path):
     code, _, err = call("score", [f"run={runs['word']}", f"file={tmp_path}/missing.txt"],
                         capsys, monkeypatch)
     assert code == 2 and "not found" in err
+    code, out, _ = call("score", [f"run={runs['char']}", "text=jack and jill", "context=stream"],
+                        capsys, monkeypatch)
+    assert code == 0 and "tokens 12" in out and "bits_per_char" in out
+    code, out, _ = call("score", [f"run={runs['word']}", f"file={f}", "context=stream"], capsys,
+                        monkeypatch)
+    assert code == 0 and out.splitlines()[2].startswith("total (2 lines)")
+    code, _, err = call("score", [f"run={runs['char']}", "text=ab", "context=forever"], capsys,
+                        monkeypatch)
+    assert code == 2 and "context" in err and len(err.splitlines()) == 1
 
 
 def test_keyboard_eval(runs, capsys, monkeypatch):

@@ -61,3 +61,31 @@ def test_accuracy_and_lines():
     assert [x["line"] for x in lines] == ["ba", "ab"] and [x["tokens"] for x in lines] == [1, 1]
     with pytest.raises(DataError):
         token_logprobs(model, np.array([2, 3]), width=2, context=0)
+
+
+def test_stream_scoring_sees_all_the_text_before():
+    """context=stream: chunked, state-carrying scoring equals one pass over the whole text."""
+    from types import SimpleNamespace
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from lmjax.config import ModelConfig
+    from lmjax.infer.score import stream_logprobs
+    from lmjax.model.lm import LanguageModel
+    from lmjax.train.step import Steps
+
+    model = LanguageModel(11, ModelConfig(embed_size=6, hidden_size=12, num_layers=2),
+                          rngs=nnx.Rngs(params=0))
+    graphdef, params = nnx.split(model)
+    steps = Steps(graphdef, optax.sgd(0.1), last_only=False, dropout=False)
+    loaded = SimpleNamespace(model=model, steps=steps, params=params)
+    ids = np.asarray(jax.random.randint(jax.random.PRNGKey(3), (50,), 2, 11), np.int32)
+    lp, ok = stream_logprobs(loaded, ids, start=5, chunk=8)  # 7 chunks, the last one padded
+    logp = jax.nn.log_softmax(model(jnp.asarray(ids[None, :-1]))[:, 0], -1)  # (49, V)
+    want = np.asarray(logp)[np.arange(49), ids[1:]][4:]
+    assert lp.shape == (45,) and ok.shape == (45,)
+    np.testing.assert_allclose(lp, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(ok, want >= np.asarray(logp)[4:].max(axis=1) - 1e-6)
