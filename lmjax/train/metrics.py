@@ -16,10 +16,12 @@ METRIC_KEYS = ("loss_sum", "correct", "top5", "weight")
 
 
 def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array,
-                  k: int = 5) -> dict[str, jax.Array]:
+                  k: int = 5, ranks: bool = True) -> dict[str, jax.Array]:
     """Sums over weighted positions.
 
     logits: (..., V) float; targets: (...) int; weights: (...) float, same leading shape.
+    ``ranks=False`` leaves out ``correct`` and ``top5`` (the train step needs only the loss:
+    ranking the target is one more pass over every logit).
     """
     if logits.ndim != targets.ndim + 1 or targets.shape != weights.shape:
         raise ValueError(f"rank mismatch: logits {logits.shape}, targets {targets.shape}, "
@@ -28,6 +30,8 @@ def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array,
     logz = jax.nn.logsumexp(logits, axis=-1)
     tgt = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     nll = logz - tgt  # (...)
+    if not ranks:
+        return {"loss_sum": jnp.sum(weights * nll), "weight": jnp.sum(weights)}
     # rank of the target = number of logits strictly greater than it (ties favour the target)
     rank = jnp.sum(logits > tgt[..., None], axis=-1)
     return {

@@ -60,10 +60,12 @@ class Steps:
             return batch["targets"][:, -1], batch["weights"][:, -1]
         return batch["targets"].T, batch["weights"].T
 
-    def loss(self, params: Any, batch: Batch, key: jax.Array | None = None):
+    def loss(self, params: Any, batch: Batch, key: jax.Array | None = None,
+             ranks: bool = True):
+        """(mean loss, metric sums); ``ranks=False`` (training): loss and weight sums only."""
         logits = self.apply(params, batch["inputs"], key)
         targets, weights = self._select(batch)
-        sums = weighted_sums(logits, targets, weights)
+        sums = weighted_sums(logits, targets, weights, ranks=ranks)
         return sums["loss_sum"] / jnp.maximum(sums["weight"], 1.0), sums
 
     def stateful_loss(self, params: Any, batch: Batch, key: jax.Array | None,
@@ -73,7 +75,7 @@ class Steps:
         model = nnx.merge(self.graphdef, params)
         logits, final = model.run(batch["inputs"], lstm_state, key)
         targets, weights = self._select(batch)
-        sums = weighted_sums(logits, targets, weights)
+        sums = weighted_sums(logits, targets, weights, ranks=False)
         return sums["loss_sum"] / jnp.maximum(sums["weight"], 1.0), (sums, final)
 
     def train_step(self, state: TrainState, batch: Batch,
@@ -83,7 +85,7 @@ class Steps:
         key = jax.random.fold_in(state.key, state.step) if self.dropout else None
         if lstm_state is None:
             (loss, sums), grads = jax.value_and_grad(self.loss, has_aux=True)(
-                state.params, batch, key)
+                state.params, batch, key, False)
         else:
             (loss, (sums, final)), grads = jax.value_and_grad(self.stateful_loss, has_aux=True)(
                 state.params, batch, key, lstm_state)
