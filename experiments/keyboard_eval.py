@@ -10,7 +10,8 @@ for each n: keystroke savings and hit rates. Also completes the keyboard tutoria
 (or the run's ``sample.complete`` texts). Writes ``keyboard_eval.json`` and ``completions.json``
 into the run dir (nothing else; ``checkpoint=best`` evaluates the checkpoint with the lowest
 validation loss and writes ``keyboard_eval_best.json``, ``checkpoint=N`` step N's,
-``keyboard_eval_stepN.json``). Definitions: docs/keyboard.md.
+``keyboard_eval_stepN.json``; a ``context`` other than the default adds ``_ctxN`` or
+``_stream`` to the names). Definitions: docs/keyboard.md.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     r = keyboard_eval(loaded, a["split"], a["n"], a["method"], a["max_words"],
                       a["context"] or None, a["progress"], checkpoint=which)
     print(format_report(r))
-    tag = output_tag(which, r["step"])
+    tag = output_tag(which, r["step"], a["context"] or None)
     print(f"wrote {loaded.run_dir / f'keyboard_eval{tag}.json'} and completions{tag}.json")
 
 

@@ -46,7 +46,8 @@ class DataConfig:
     test_frac: float = 0.10
     # who reads what: devices = each process reads only its devices' shards of the text
     # (docs/distributed.md); none = every process reads it all; auto = devices in a job of
-    # several processes, else none
+    # several processes whose mesh spans them all (train.devices=auto) without
+    # train.parallel_seeds, else none
     shard: str = "auto"
 
     def __post_init__(self) -> None:
@@ -262,9 +263,11 @@ RESUME_FREE_PREFIXES = ("logger.", "sample.")
 
 
 def resume_relevant(d: dict[str, Any]) -> dict[str, Any]:
-    """The flattened entries of a config dict that a resumed run must keep unchanged."""
+    """The flattened entries of a config dict that a resumed run must keep unchanged (a key
+    added since the run was written counts as unchanged while it holds its default)."""
     return {k: v for k, v in flat_dict(d).items()
-            if k not in RESUME_FREE_KEYS and not k.startswith(RESUME_FREE_PREFIXES)}
+            if k not in RESUME_FREE_KEYS and not k.startswith(RESUME_FREE_PREFIXES)
+            and not (k in _HASHED_UNLESS and v == _HASHED_UNLESS[k])}
 
 
 def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -280,7 +283,7 @@ def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Keys left out of the hashes while they hold these values (keys added later than the first
 # checkpoints: a run written before them keeps its hash and can still be resumed).
-_HASHED_UNLESS = {"data.shard": "auto"}
+_HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False}
 
 
 def _hash(d: dict[str, Any], drop: frozenset[str], prefixes: tuple[str, ...]) -> str:

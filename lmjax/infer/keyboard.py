@@ -219,15 +219,19 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         "completions": comps,
     }
     if write:
-        tag = output_tag(checkpoint, result["step"])
+        tag = output_tag(checkpoint, result["step"], context)
         _write(Path(loaded.run_dir) / f"keyboard_eval{tag}.json", result)
         _write(Path(loaded.run_dir) / f"completions{tag}.json", comps)
     return result
 
 
-def output_tag(checkpoint: str, step: int) -> str:
-    """File-name suffix of keyboard_eval's outputs: none for the latest checkpoint."""
-    return "" if checkpoint == "latest" else "_best" if checkpoint == "best" else f"_step{step}"
+def output_tag(checkpoint: str, step: int, context: int | str | None = None) -> str:
+    """File-name suffix of keyboard_eval's outputs: none for the latest checkpoint and the
+    trained context; ``_best`` / ``_step<N>``, then ``_ctx<N>`` / ``_stream``, otherwise."""
+    tag = "" if checkpoint == "latest" else "_best" if checkpoint == "best" else f"_step{step}"
+    if context:
+        tag += "_stream" if context == "stream" else f"_ctx{context}"
+    return tag
 
 
 def _write(path: Path, obj) -> None:

@@ -96,6 +96,8 @@ def stream_logprobs(loaded, ids: np.ndarray, start: int = 1,
     """:func:`token_logprobs` with unlimited context: the ids run through the LSTM as one
     stream (batch 1, the state carried from chunk to chunk), so token ``i >= start`` is
     predicted from all of ``ids[:i]``. ``loaded``: a LoadedRun."""
+    if start < 1:
+        raise ValueError(f"start must be >= 1 (the first token has no context), got {start}")
     ids = np.asarray(ids, np.int32)
     n = len(ids) - start
     if n <= 0:
@@ -167,7 +169,9 @@ def heldout_next_token(loaded, text: str, context: int | str | None = None, hist
     vocabulary, not scored).
     """
     if context == STREAM:
-        hist = loaded.vocab.tokenize(history)[-STREAM_WARMUP:] if history else []
+        # a character tail first (a word is < 100 chars here), then the last tokens of it
+        hist = loaded.vocab.tokenize(history[-100 * STREAM_WARMUP:])[-STREAM_WARMUP:] \
+            if history else []
         ids = loaded.vocab.encode(hist + loaded.vocab.tokenize(text))
         start = len(hist) if hist else 1
         lp, ok = stream_logprobs(loaded, ids, start)

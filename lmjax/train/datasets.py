@@ -110,9 +110,8 @@ class ShardedData:
             return max(1, min(self.counts) // b)
         return max(1, math.ceil(max(self.counts) / b))
 
-    def _plan(self, bsz: int, order: Callable[[int], np.ndarray]) -> np.ndarray:
+    def _plan(self, bsz: int, steps: int, order: Callable[[int], np.ndarray]) -> np.ndarray:
         b = bsz // self.place.size
-        steps = self.steps_per_epoch(bsz)
         out = np.full((steps, bsz), self.rows - 1, np.int32)
         for k in self.positions:  # other processes' columns stay padding: never read here
             col = np.full(steps * b, self.rows - 1, np.int32)
@@ -124,13 +123,15 @@ class ShardedData:
     def epoch_order(self, bsz: int, seed: int, epoch: int) -> np.ndarray:
         if self.carry:
             b, steps = bsz // self.place.size, self.steps_per_epoch(bsz)
-            return self._plan(bsz, lambda k: batches.lanes(
+            return self._plan(bsz, steps, lambda k: batches.lanes(
                 self.counts[k], b, steps, np.random.default_rng([seed, epoch, k])).reshape(-1))
-        return self._plan(bsz, lambda k: np.random.default_rng([seed, epoch, k]).permutation(
-            self.counts[k]))
+        return self._plan(bsz, self.steps_per_epoch(bsz), lambda k: np.random.default_rng(
+            [seed, epoch, k]).permutation(self.counts[k]))
 
     def sequential(self, bsz: int) -> np.ndarray:
-        return self._plan(bsz, lambda k: np.arange(self.counts[k]))
+        """Every row of every shard once, in order (evaluation; carry_state plays no part)."""
+        steps = max(1, math.ceil(max(self.counts) / (bsz // self.place.size)))
+        return self._plan(bsz, steps, lambda k: np.arange(self.counts[k]))
 
     def subset(self, limit: int, seed: int) -> "ShardedData":
         """About ``limit`` rows in all: a fixed subset of each shard."""

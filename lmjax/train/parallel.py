@@ -108,6 +108,11 @@ class Placement:
         return [k for k, d in enumerate(self.mesh.devices.flat) if d.process_index == me]
 
 
+def local_copy(tree: Any) -> Any:
+    """Replicated arrays -> this process's copy on one of its devices (no collectives)."""
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
 def allgather_json(obj: Any) -> list:
     """Every process's ``obj`` (JSON-serialisable), in process order; ``[obj]`` in one process."""
     import json
@@ -142,6 +147,10 @@ def agreed(fn: Any, *args: Any) -> Any:
         raise err
     bad = [(i, e) for i, e in enumerate(errors) if e is not None]
     if bad:
-        i, (_, msg) = bad[0]
-        raise ConfigError(f"process {i} failed: {msg}")
+        from lmjax import errors as errs
+
+        i, (name, msg) = bad[0]
+        cls = getattr(errs, name, None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, LmjaxError) else ConfigError
+        raise cls(f"process {i} failed: {msg}")
     return out

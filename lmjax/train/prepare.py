@@ -81,15 +81,26 @@ def prepare_data(cfg: Config) -> Prepared:
                     splits.train if cfg.data.split == "none" else splits.valid)
 
 
-def shard_mode(cfg: Config) -> bool:
-    """True when this run reads the corpus per device shard (``data.shard``)."""
+def shard_mode(cfg: Config, place: Placement | None = None) -> bool:
+    """True when this run reads the corpus per device shard (``data.shard``): ``auto`` picks it
+    for a job of several processes whose mesh has devices of every process."""
     if cfg.data.shard == "auto":
-        return jax.process_count() > 1 and cfg.train.parallel_seeds == 1
+        spans = place is not None and len({d.process_index for d in place.mesh.devices.flat}) \
+            == jax.process_count()
+        return jax.process_count() > 1 and cfg.train.parallel_seeds == 1 and spans
     return cfg.data.shard == "devices"
 
 
 def prepare(cfg: Config, place: Placement) -> Prepared:
-    return prepare_sharded(cfg, place) if shard_mode(cfg) else prepare_data(cfg)
+    return prepare_sharded(cfg, place) if shard_mode(cfg, place) else prepare_data(cfg)
+
+
+def _read(cfg: Config, positions: list[int], num: int) -> ShardTexts:
+    if not positions:
+        raise ConfigError(f"data.shard=devices, but none of the {num} training device(s) "
+                          f"belongs to process {jax.process_index()}; use train.devices=auto "
+                          f"(or data.shard=none)")
+    return read_shards(cfg.data, positions, num, jax.process_index() == 0)
 
 
 def _gathered(local: list[Any], positions: list[int]) -> list[Any]:
@@ -106,15 +117,15 @@ def prepare_sharded(cfg: Config, place: Placement) -> Prepared:
                           "set data.shard=none")
     positions, num = place.local_positions(), place.size
     level = cfg.framing.token_level
-    texts = agreed(read_shards, cfg.data, positions, num, jax.process_index() == 0)
+    texts = agreed(_read, cfg, positions, num)
     train_lines = [tokenize_lines(t, level) for t in texts.train]
     valid_lines = train_lines if cfg.data.split == "none" else [
         tokenize_lines(t, level) for t in texts.valid]
-    vocab = Vocab.from_counts(merge_counts(_gathered(
-        [token_counts(lines) for lines in train_lines], positions)), level)
+    counts = merge_counts(_gathered([token_counts(lines) for lines in train_lines], positions))
+    vocab = Vocab.from_counts(counts, level)
     valid_types = _gathered([sorted({t for line in lines for t in line})
                              for lines in valid_lines], positions)
-    corpus_types = len(set(vocab.tokens[2:]).union(*map(set, valid_types)))
+    corpus_types = len(set(counts).union(*map(set, valid_types)))
     fix = " (use fewer devices, a longer corpus, or data.shard=none)"
 
     def frame_all(lines_per_shard: list, what: str, width: int | None = None) -> list[Framed]:

@@ -20,7 +20,7 @@ from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.heldout import finalize_heldout, heldout_word_sums
-from lmjax.train.parallel import allgather_json
+from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
 from lmjax.track import make_trackers
@@ -60,8 +60,11 @@ class RunWriter:
         pos.wandb_id = self.wandb_id
         vocab = self.data.vocab
         shards = self.data.shards.num_shards if self.data.shards else 0
-        order = ("numpy default_rng([seed, epoch, shard]).permutation of each shard" if shards
-                 else "numpy default_rng([seed, epoch]).permutation")
+        order = ("lanes of consecutive rows from a default_rng([seed, epoch])-drawn offset"
+                 if self.cfg.framing.carry_state else "numpy default_rng([seed, epoch])"
+                 ".permutation")
+        if shards:
+            order = f"{order}, per shard (seed, epoch, shard)"
         meta = pos.meta(seq_len=int(self.data.train.inputs.shape[1]), vocab_size=len(vocab),
                         vocab_sha256=vocab.sha256(), corpus_sha256=self.data.text_sha256,
                         config_hash=self.cfg.resume_fingerprint(),
@@ -81,6 +84,9 @@ class RunWriter:
         self.save(state, pos, record.get("val_loss"))
         self.ckpt.close()
         n, t_len = data.num_train, data.train.seq_len
+        # inference below runs on this process's own copy of the (replicated) parameters, so
+        # processes that score different shards never wait on one another
+        state = state.replace(params=local_copy(state.params))
         samples = _samples(cfg, steps, state, data.vocab, t_len)
         (self.run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
         if cfg.sample.complete:  # the keyboard demo: completions.json, printed too

@@ -89,3 +89,36 @@ def test_stream_scoring_sees_all_the_text_before():
     assert lp.shape == (45,) and ok.shape == (45,)
     np.testing.assert_allclose(lp, want, rtol=1e-5, atol=1e-6)
     assert np.array_equal(ok, want >= np.asarray(logp)[4:].max(axis=1) - 1e-6)
+
+
+def test_stream_with_history_scores_every_char_of_the_text():
+    """heldout_next_token(context=stream, history): the state runs through the history first;
+    every char of the text is then scored from all the chars before it."""
+    from types import SimpleNamespace
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from lmjax.config import ModelConfig
+    from lmjax.data.vocab import Vocab
+    from lmjax.infer.score import heldout_next_token
+    from lmjax.model.lm import LanguageModel
+    from lmjax.train.step import Steps
+
+    vocab = Vocab.build([list("abcdefgh ")], "char")
+    model = LanguageModel(len(vocab), ModelConfig(embed_size=6, hidden_size=12),
+                          rngs=nnx.Rngs(params=1))
+    graphdef, params = nnx.split(model)
+    steps = Steps(graphdef, optax.sgd(0.1), last_only=False, dropout=False)
+    loaded = SimpleNamespace(model=model, steps=steps, params=params, vocab=vocab, seq_len=4)
+    history, text = "abc def gh" * 30, "bad cafe, fed"  # ',' is not in the vocabulary
+    r = heldout_next_token(loaded, text, "stream", history)
+    ids = vocab.encode(list(history + text))
+    logp = np.asarray(jax.nn.log_softmax(model(jnp.asarray(ids[None, :-1]))[:, 0], -1))
+    targets = np.arange(len(history), len(ids))  # every char of text, from all before it
+    lp = logp[targets - 1, ids[targets]]
+    known = ids[targets] != 1
+    assert r["tokens"] == len(text) - 1 and r["unknown"] == 1
+    assert r["log_prob"] == pytest.approx(float(lp[known].sum()), rel=1e-5)

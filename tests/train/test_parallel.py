@@ -166,3 +166,13 @@ def test_two_processes_read_only_their_shards(tmp_path):
     for r in (r0, r1):  # each read its half of train + valid and a few lookahead bytes
         assert r["bytes_read_total"] < 0.65 * size, r
     assert s1["data_shards"]["shards"] == [0, 1]
+
+
+def test_sharded_plans_gather_each_devices_own_rows():
+    """ShardedData on 2 forced CPU devices: every planned id reaches its own device's shard
+    (shard_map gather), padding has weight 0, carry_state lanes too (shard_take_worker.py)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO),
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    p = subprocess.run([sys.executable, "-m", "tests.train.shard_take_worker"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]

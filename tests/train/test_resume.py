@@ -201,3 +201,22 @@ def test_signal_saves_and_resumes(tmp_path, reference, point, sig, code, step):
             assert ck.restore_meta()["wandb_id"] == run_id
         finally:
             ck.close()
+
+
+def test_run_written_before_new_config_keys_resumes(tmp_path):
+    """A run dir whose config.yaml predates data.shard and framing.carry_state (keys at their
+    defaults) still resumes: those keys count as unchanged while they hold their defaults."""
+    import re
+
+    run_dir = tmp_path / "run"
+    r = cli(run_dir, "train.epochs=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg_file = run_dir / "config.yaml"
+    text = cfg_file.read_text()
+    old = re.sub(r"\n  (shard|carry_state): [^\n]*", "", text)
+    assert old != text and "shard:" not in old and "carry_state" not in old
+    cfg_file.write_text(old)
+    r = cli(run_dir, "train.epochs=2", "resume=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in rows] == [1, 2]
