@@ -139,8 +139,9 @@ def test_profile_splits_the_step_into_output_layer_and_rest():
     from lmjax.bench.profile import profile
 
     r = profile(Shape("C", 300, 16, 16, 2, 6, 4, False, "tiny C"), reps=3)
-    assert r["step_s"] > 0 and r["output_layer_s"] > 0
-    assert r["rest_s"] == pytest.approx(r["step_s"] - r["output_layer_s"])
+    assert r["step_s"] > 0 and r["output_layer_s"] > 0 and r["optimizer_s"] > 0
+    assert r["rest_s"] == pytest.approx(r["step_s"] - r["output_layer_s"] - r["optimizer_s"])
+    assert r["params"] == 300 * 16 + 2 * (16 * 64 * 2 + 64) + 16 * 300 + 300
 
 
 def test_cpu_devices_env_sets_the_xla_device_count(monkeypatch):

@@ -19,6 +19,15 @@ _glorot = jax.nn.initializers.glorot_uniform()
 _orthogonal = jax.nn.initializers.orthogonal()
 
 
+def _dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """(..., D) @ (D, N) as one 2-D matmul: XLA's CPU backend runs a (T, B, D) x (D, N) product
+    and its weight gradient (a contraction over T and B) far slower than the same product on
+    (T * B, D) rows (measured: the 10k-way output layer of bench config C, forward and
+    backward, 78 ms 3-D against 57 ms 2-D)."""
+    lead = x.shape[:-1]
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*lead, w.shape[-1])
+
+
 class LSTMLayer(nnx.Module):
     """One LSTM layer; the four gates (i, f, g, o) share one fused weight matrix."""
 
@@ -37,7 +46,7 @@ class LSTMLayer(nnx.Module):
         """
         if self.table_input:
             return self.w_ih[...][x] + self.b[...]
-        return jnp.einsum("tbd,dg->tbg", x, self.w_ih[...]) + self.b[...]
+        return _dense(x, self.w_ih[...]) + self.b[...]
 
     def __call__(self, x: jax.Array, state: tuple[jax.Array, jax.Array] | None = None):
         """x: (T, B) ids or (T, B, D) -> (hidden states (T, B, H), final (h, c), each (B, H)).
@@ -102,7 +111,7 @@ class LanguageModel(nnx.Module):
     def logits(self, h: jax.Array) -> jax.Array:
         """(..., H) -> (..., V)."""
         w = self.embed[...].T if self.tied else self.w_out[...]
-        return h @ w + self.b_out[...]
+        return _dense(h, w) + self.b_out[...]
 
     def __call__(self, tokens: jax.Array, *, last_only: bool = False,
                  dropout_key: jax.Array | None = None) -> jax.Array:
