@@ -169,7 +169,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # optimizer steps between checkpoints, mid-epoch too (0 = off)
     checkpoint_every_s: float = 60.0  # seconds between checkpoints, mid-epoch too (0 = off)
     keep_checkpoints: int = 3  # the latest N are kept, plus the best by validation loss
-    parallel_seeds: int = 1  # K > 1: seeds seed..seed+K-1 trained together (vmap), one dir each
+    parallel_seeds: int = 1  # K > 1: seeds seed..seed+K-1 trained together (vmap), one dir
+    # each; with train.devices > 1 the seeds are split over the devices
     devices: str = "1"  # data parallel over "auto" (all devices) or the first N devices
     progress: bool = True
 

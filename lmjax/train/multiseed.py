@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lmjax.config import Config
 from lmjax.data import batches
@@ -27,7 +28,7 @@ from lmjax.train import loop
 from lmjax.errors import ConfigError
 from lmjax.train.datasets import ReplicatedData
 from lmjax.train.metrics import finalize
-from lmjax.train.parallel import Placement, select_devices
+from lmjax.train.parallel import AXIS, Placement, select_devices
 from lmjax.train.progress import TrainProgress
 from lmjax.train.step import init_state
 
@@ -45,10 +46,23 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     k = cfg.train.parallel_seeds
-    seeds = [cfg.seed + i for i in range(k)]
+    # train.devices > 1: the seed axis is split over the devices (each trains its own seeds; no
+    # communication); K is padded with extra seeds up to a multiple of the device count, which
+    # train along but are not written
+    place = Placement(select_devices(cfg.train.devices))
+    if len({d.process_index for d in place.mesh.devices.flat}) > 1:
+        raise ConfigError("train.parallel_seeds runs in one process: use train.devices=1 or "
+                          "this process's devices only (LMJAX_CPU_DEVICES on a CPU)")
+    k_all = -(-k // place.size) * place.size
+    seeds = [cfg.seed + i for i in range(k_all)]
     cfgs = [dataclasses.replace(cfg, seed=s, train=dataclasses.replace(cfg.train,
                                                                         parallel_seeds=1))
             for s in seeds]
+    seed_axis = NamedSharding(place.mesh, P(AXIS))
+
+    def split(tree: Any) -> Any:  # leading (seed) axis over the devices
+        return jax.tree.map(lambda x: jax.device_put(x, seed_axis), tree)
+
     if cfg.data.shard == "devices":
         raise ConfigError("train.parallel_seeds needs the whole corpus in one process: "
                           "set data.shard=none")
@@ -66,19 +80,21 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
         steps = steps or loop.make_steps(cfg, graphdef)
         states.append(init_state(params, steps.tx, loop.dropout_key(c)))
     assert steps is not None
-    state = _stack(states)
+    state = split(_stack(states))
     vtrain = jax.jit(jax.vmap(steps._train_chunk, in_axes=(0, None, 0)), donate_argnums=0)
     veval = jax.jit(jax.vmap(steps._eval_chunk, in_axes=(0, None, None)))
 
-    train_dev = batches.to_device(train)
+    train_dev = place.replicate(batches.host_arrays(train))
     rows = batches.subsample(n, cfg.train.eval_max_train_samples, cfg.seed)
-    one = Placement(select_devices("1"))
-    train_eval = loop.Evaluator(steps, ReplicatedData(one, train, train_dev) if rows is None
+    one = Placement(list(place.mesh.devices.flat)[:1])  # evaluation rows stay whole (vmap over seeds)
+    train_eval = loop.Evaluator(steps, ReplicatedData(one, train) if rows is None
                                 else train.take(rows), cfg.train.eval_batch_size)
     valid_eval = (train_eval if data.valid is train
                   else loop.Evaluator(steps, data.valid, cfg.train.eval_batch_size))
+    eval_data = [place.replicate(jax.device_get(e.data)) for e in (train_eval, valid_eval)]
+    eval_idx = [place.replicate(np.asarray(e.idx)) for e in (train_eval, valid_eval)]
     level = cfg.framing.token_level
-    dirs = [run_dir / f"seed_{s}" for s in seeds]
+    dirs = [run_dir / f"seed_{s}" for s in seeds[:k]]
     writers = [loop.RunWriter(c, d, data) for c, d in zip(cfgs, dirs)]
     train_seconds = 0.0
     records: list[dict] = [{} for _ in seeds]
@@ -89,14 +105,14 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
                 t0 = time.perf_counter()
                 running = None
                 for a, b in batches.chunk_bounds(steps_per_epoch, per_call):
-                    state, sums, losses = vtrain(state, train_dev, jnp.asarray(order[:, a:b]))
+                    state, sums, losses = vtrain(state, train_dev, split(order[:, a:b]))
                     running = sums if running is None else jax.tree.map(jnp.add, running, sums)
                     bar.advance(b - a, float(np.mean(np.asarray(losses[:, -1]))), epoch)
                 state = jax.block_until_ready(state)
                 train_seconds += time.perf_counter() - t0
-                tm = jax.device_get(veval(state.params, train_eval.data, train_eval.idx))
+                tm = jax.device_get(veval(state.params, eval_data[0], eval_idx[0]))
                 vm = tm if valid_eval is train_eval else jax.device_get(
-                    veval(state.params, valid_eval.data, valid_eval.idx))
+                    veval(state.params, eval_data[1], eval_idx[1]))
                 run_h = jax.device_get(running)
                 for i, w in enumerate(writers):
                     pick = lambda d: {key: v[i] for key, v in d.items()}  # noqa: E731

@@ -37,3 +37,32 @@ def test_parallel_seeds_match_sequential_runs(tmp_path):
         assert json.loads((d / "summary.json").read_text())["val_loss"] == together[i]["val_loss"]
         losses.add(round(together[i]["train_loss"], 6))
     assert len(losses) == 3  # the seeds really differ
+
+
+def test_parallel_seeds_split_over_devices(tmp_path):
+    """train.devices=auto with 2 forced CPU devices: the seed axis is split over them (3 seeds
+    padded to 4); every written seed equals the one-device vmapped run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def cli(run_dir, devices, env_extra):
+        args = [sys.executable, "-m", "experiments.run", "framing=two_word", "train.epochs=4",
+                "train.batch_size=8", "seed=5", "train.parallel_seeds=3", "logger=none",
+                "train.progress=false", f"train.devices={devices}", f"hydra.run.dir={run_dir}"]
+        p = subprocess.run(args, cwd=REPO, env=dict(os.environ, **env_extra),
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    cli(tmp_path / "one", "1", two)
+    cli(tmp_path / "split", "auto", two)
+    assert sorted(p.name for p in (tmp_path / "split").glob("seed_*")) == [
+        "seed_5", "seed_6", "seed_7"]  # the padding seed (8) is not written
+    for s in (5, 6, 7):
+        a = json.loads((tmp_path / "one" / f"seed_{s}" / "summary.json").read_text())
+        b = json.loads((tmp_path / "split" / f"seed_{s}" / "summary.json").read_text())
+        for k in ("train_loss", "val_loss", "val_accuracy"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5), (s, k)
