@@ -194,13 +194,21 @@ def first_step(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def _cpu_name() -> str:
+    """The CPU's model name and its widest vector ISA ("AMD EPYC (avx2)"): the same model name
+    covers machines whose matmul speed differs by 2x, and the ratio to PyTorch (oneDNN) moves
+    with the ISA, so results record it."""
+    name, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = name or platform.processor() or platform.machine()
+    isa = next((f for f in ("avx512f", "avx2", "avx", "neon", "asimd") if f in flags), "")
+    return f"{name} ({isa})" if isa else name
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
