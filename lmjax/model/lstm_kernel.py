@@ -67,7 +67,7 @@ def lstm_recurrence_reference(xp, w_hh, h0, c0):
 
 
 def _gates(xp: jax.Array, hidden: int) -> tuple[jax.Array, ...]:
-    """(T, B, 4H) -> four (T, B, H) arrays, one per gate (i, f, g, o)."""
+    """(..., 4H) -> four (..., H) arrays, one per gate (i, f, g, o)."""
     return tuple(xp[..., k * hidden:(k + 1) * hidden] for k in range(4))
 
 
@@ -81,15 +81,14 @@ def _forward(xp, w_hh, h0, c0, save: bool):
     separate arrays (measured: 40 steps of ``h + x[:, :H] + x[:, H:2H]`` at B = H = 128, 5.2 ms
     against 0.2 ms), and the backward scan would read its saved gates the same way."""
     hidden = h0.shape[-1]
-    sl = lambda z, k: z[:, k * hidden:(k + 1) * hidden]  # noqa: E731
 
     def step(carry, x):
         h, c = carry
-        z = h @ w_hh
-        i = jax.nn.sigmoid(x[0] + sl(z, 0))
-        f = jax.nn.sigmoid(x[1] + sl(z, 1))
-        g = jnp.tanh(x[2] + sl(z, 2))
-        o = jax.nn.sigmoid(x[3] + sl(z, 3))
+        zi, zf, zg, zo = _gates(h @ w_hh, hidden)
+        i = jax.nn.sigmoid(x[0] + zi)
+        f = jax.nn.sigmoid(x[1] + zf)
+        g = jnp.tanh(x[2] + zg)
+        o = jax.nn.sigmoid(x[3] + zo)
         c = f * c + i * g
         h = o * jnp.tanh(c)
         return (h, c), ((h, (i, f, g, o), c) if save else h)

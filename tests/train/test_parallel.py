@@ -102,6 +102,11 @@ def _run_cli(run_dir, corpus, *extra, processes=1, env_extra=None):
         assert p.returncode == 0, err.decode()[-2000:]
 
 
+def _untimed(rows):
+    """Metric rows without their timings (which differ between processes)."""
+    return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+
 def _metrics(run_dir):
     import json
 
@@ -131,9 +136,7 @@ def test_two_process_cli_run_matches_one_process(tmp_path):
             assert b[k] == pytest.approx(a[k], rel=1e-5), k
     copy = tmp_path / "two.process1"
     assert (copy / "summary.json").is_file() and not (copy / "checkpoints").exists()
-    untimed = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
-                            for r in rows]
-    assert untimed(_metrics(copy)) == untimed(two)  # both processes computed the same metrics
+    assert _untimed(_metrics(copy)) == _untimed(two)  # both processes computed the same metrics
     assert not list((tmp_path / "two").glob("process*"))
 
 
@@ -171,9 +174,7 @@ def test_two_processes_read_only_their_shards(tmp_path):
     assert s1["data_shards"]["shards"] == [0, 1]
     copy = tmp_path / "two.process1"  # process 1's own copy: no checkpoints, same metrics
     assert not (copy / "checkpoints").exists() and not list((tmp_path / "two").glob("process*"))
-    untimed = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
-                            for r in rows]
-    assert untimed(_metrics(copy)) == untimed(two)
+    assert _untimed(_metrics(copy)) == _untimed(two)
 
 
 def test_sharded_plans_gather_each_devices_own_rows():
