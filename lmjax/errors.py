@@ -27,3 +27,8 @@ class Interrupted(LmjaxError):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Pruned(LmjaxError):
+    """A hyperparameter search's pruner stopped the run early (summary status "pruned"); the
+    metrics logged so far are kept."""

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -110,9 +110,14 @@ def _finite(tree: Any) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
-def run(cfg: Config, run_dir: str | Path) -> dict:
+def run(cfg: Config, run_dir: str | Path,
+        on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """Train one model as configured (or resume the run in ``run_dir``); returns the summary
-    (also written to summary.json)."""
+    (also written to summary.json).
+
+    ``on_epoch(record, step)``, if given, is called after each epoch's metrics are logged (a
+    hyperparameter search reports them to its pruner); an exception it raises (e.g.
+    :class:`lmjax.errors.Pruned`) ends the run like any failure, with the metrics so far kept."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     place = Placement(select_devices(cfg.train.devices))
@@ -152,6 +157,7 @@ def run(cfg: Config, run_dir: str | Path) -> dict:
         with StopSignals() as stop:
             faults.reached("start")
             training = _Training(cfg, steps, train_set, valid_set, writer, stop, t_start)
+            training.on_epoch = on_epoch
             state, record, pos = training.run(place.replicate(state), pos)
             return writer.finish(state, steps, record, pos.record.get("epochs", pos.epoch),
                                  pos.train_seconds, pos.wall_seconds, pos)
@@ -174,6 +180,7 @@ class _Training:
         self.per_call = (cfg.train.steps_per_call
                          or auto_steps_per_call(self.spe, self.bsz * train.seq_len))
         self.place = place
+        self.on_epoch: Callable[[dict, int], None] | None = None
         self.chunk_s, self.read_at = 0.0, None  # a full chunk's measured time (for the budget)
         self.train_dev = train.array
         self.train_eval = Evaluator(steps, train.subset(cfg.train.eval_max_train_samples,
@@ -221,6 +228,8 @@ class _Training:
                                       self.valid_eval.oracle, train_s, self._wall(pos0))
                 self.writer.log(record, step)
                 faults.reached("logged")
+                if self.on_epoch is not None:
+                    self.on_epoch(record, step)
                 bar.epoch_done(record)
                 if self.stop.signum:  # also a signal that came during evaluation
                     reason = "signal"

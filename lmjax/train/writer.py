@@ -15,7 +15,7 @@ import numpy as np
 
 from lmjax.config import Config
 from lmjax.data.vocab import Vocab
-from lmjax.errors import Interrupted
+from lmjax.errors import Interrupted, Pruned
 from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
@@ -128,7 +128,9 @@ class RunWriter:
             last_step = self.ckpt.latest_step()
         except Exception:  # noqa: BLE001 - the summary matters more than this field
             last_step = None
-        info = {"status": "interrupted" if interrupted else "failed",
+        status = "pruned" if isinstance(e, Pruned) else (
+            "interrupted" if interrupted else "failed")
+        info = {"status": status,
                 "error": f"{type(e).__name__}: {e}", "framing": self.cfg.framing.label,
                 "name": self.cfg.name, "last_checkpoint_step": last_step}
         try:
