@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lmjax.cli import check_group_choices, friendly_errors, setup_jax
+from lmjax.cli import friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
+from lmjax.fmt import num
+from lmjax.hydra_app import run_dir_guard, run_main, shown
 from lmjax.sweep import job_info, name_job, run_job
 
 register_configs()
@@ -29,11 +30,11 @@ register_configs()
 @friendly_errors
 def main(dcfg: DictConfig) -> float | None:
     info = job_info()
+    out = info.run_dir
 
-    def job() -> dict:
+    def job(accept) -> dict:
         cfg = name_job(from_dictconfig(dcfg), info)
         setup_jax()
-        out = Path(HydraConfig.get().runtime.output_dir)
         if cfg.train.parallel_seeds > 1:  # K seeds in one vmapped program, one dir per seed
             from lmjax.train.multiseed import run_seeds
 
@@ -44,13 +45,17 @@ def main(dcfg: DictConfig) -> float | None:
             return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
         from lmjax.train.loop import run
 
-        return run(cfg, out)
+        return run(cfg, out, on_start=accept)
 
-    summary = run_job(job, info)  # a multirun records a failed job and goes on
+    # a refused run leaves no new folder behind and an existing run's .hydra/ as it was
+    with run_dir_guard(out, dcfg) as accept:
+        summary = run_job(lambda: job(accept), info)  # a multirun records a failed job, goes on
     if summary is None:
         return None
     if not summary.pop("_printed", False):
         print(_report(summary))
+    if not info.multirun:  # a sweep prints its sweep dir once, at the end
+        print(f"run dir: {shown(out)}")
     return summary.get("val_loss")
 
 
@@ -71,5 +76,4 @@ def _report(s: dict) -> str:
 
 
 if __name__ == "__main__":
-    check_group_choices(Path(__file__).resolve().parents[1] / "conf", sys.argv[1:])
-    main()
+    run_main(main, Path(__file__).resolve().parents[1] / "conf", sys.argv[1:])

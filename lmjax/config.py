@@ -299,9 +299,15 @@ def from_dict(d: dict[str, Any]) -> Config:
         "data": DataConfig, "framing": FramingConfig, "model": ModelConfig, "optim": OptimConfig,
         "train": TrainConfig, "sample": SampleConfig, "logger": LoggerConfig,
     }
+    from lmjax.config_errors import unknown_key_message
+
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         if key in sections:
+            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(sections[key])}
+                             if isinstance(value, dict) else ())
+            if unknown:
+                raise ConfigError(unknown_key_message(f"{key}.{unknown[0]}"))
             try:
                 kwargs[key] = sections[key](**value)
             except TypeError as e:
@@ -309,7 +315,7 @@ def from_dict(d: dict[str, Any]) -> Config:
         elif key in ("name", "seed", "resume", "overwrite"):
             kwargs[key] = value
         else:
-            raise ConfigError(f"unknown config key {key!r}")
+            raise ConfigError(unknown_key_message(next(iter(flat_dict({key: value})), key)))
     return Config(**kwargs)
 
 

@@ -76,3 +76,64 @@ def test_cli_trains_and_writes_run_dir(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "two_word" in r.stdout
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "config.yaml").is_file()
+    assert r.stdout.splitlines()[-1] == f"run dir: {tmp_path}"  # where the results are, last
+    assert "framing=two_word" in (tmp_path / ".hydra" / "overrides.yaml").read_text()
+
+
+# --- refused commands leave nothing behind; runs and sweeps say where they wrote (item 4) --
+
+@pytest.mark.parametrize("args,message", [
+    (["framing.seq_len=0"], "framing.seq_len must be > 0"),
+    (["resume=true"], "holds no lmjax run"),
+    (["data.name=nosuch"], "unknown corpus 'nosuch'"),
+])
+def test_refused_command_leaves_no_dated_run_dir(tmp_path, args, message):
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO))
+    env.pop("LMJAX_TRACEBACK", None)
+    r = subprocess.run([sys.executable, "-m", "experiments.run", *args, "logger=none"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []  # no results/runs/<date>/<time>_<name>/ left
+
+
+
+# --- compose errors: one line, a close key suggested (issue 15 item 3) --------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["model.hiden_size=64"], "unknown config key model.hiden_size; did you mean "
+                              "model.hidden_size?"),
+    (["model.hidden_size=abc"], "model.hidden_size=abc: expected an integer"),
+    (["train.progress=maybe"], "train.progress=maybe: expected true or false"),
+    (["+new.key=1"], "unknown config key new.key"),
+    (["+model.hiden_size=1"], "did you mean model.hidden_size?"),
+    (["trian.epochs=3"], "did you mean train.epochs?"),
+    (["-m", "model.hiden_size=8,16"], "did you mean model.hidden_size?"),
+    (["-m", "model.hidden_size=8,abc"], "model.hidden_size=abc: expected an integer"),
+])
+def test_compose_errors_are_one_line(tmp_path, args, message):
+    r = _cli(*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lmjax: error:"), r.stderr
+    assert message in lines[0], lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sw").exists()  # nothing left
+
+
+def test_compose_error_full_with_lmjax_traceback(tmp_path):
+    env = dict(os.environ, WANDB_MODE="disabled", LMJAX_TRACEBACK="1")
+    r = subprocess.run([sys.executable, "-m", "experiments.run", "model.hiden_size=64",
+                        "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "hiden_size" in r.stderr
+
+
+def test_did_you_mean_over_schema_keys():
+    from lmjax.config_errors import did_you_mean, schema_keys
+
+    keys = schema_keys()
+    assert {"model.hidden_size", "train.epochs", "seed", "sample.prompts"} <= keys
+    assert did_you_mean("model.hiden_size") == "model.hidden_size"
+    assert did_you_mean("optim.learning_rate") is None or did_you_mean(
+        "optim.learning_rate").startswith("optim.")
+    assert did_you_mean("zzz.qqq") is None

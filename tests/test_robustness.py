@@ -129,6 +129,25 @@ def test_different_config_refused_nothing_overwritten(run_copy):
     assert snapshot(run_dir) == before
 
 
+def _all_files(run_dir: Path) -> dict[str, str]:
+    return {p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_refused_run_keeps_hydra_files(run_copy):
+    """Hydra writes .hydra/ before lmjax sees the config; a refused run must not replace the
+    run's own (nor leave a run.log it made)."""
+    corpus, run_dir = run_copy
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    (run_dir / "run.log").unlink(missing_ok=True)
+    before = _all_files(run_dir)
+    one_line_error(cli(*ARGS, "data=file", f"data.path={corpus}", "model.hidden_size=20",
+                       f"hydra.run.dir={run_dir}"), "already holds a run with a different")
+    one_line_error(cli(*ARGS, "data=file", f"data.path={corpus}", "model.hidden_size=0",
+                       f"hydra.run.dir={run_dir}"), "model.hidden_size must be > 0")
+    assert _all_files(run_dir) == before
+
+
 def test_corrupted_checkpoint_one_line(run_copy):
     corpus, run_dir = run_copy
     ckdir = run_dir / "checkpoints"

@@ -207,6 +207,10 @@ def test_a_failing_job_is_recorded_and_the_others_run(tmp_path):
     assert [rows[i]["status"] for i in range(3)] == ["completed", "failed", "completed"]
     assert "hidden_size must be > 0" in rows[1]["error"]
     assert "hidden_size must be > 0" in (d / "1" / "error.txt").read_text()
+    # the sweep dir, once, last (not each job's run dir); each job's .hydra/ written
+    assert r.stdout.splitlines()[-1] == (f"sweep dir: {d} (1 of 3 jobs failed; see "
+                                         f"sweep_summary.jsonl)") and "run dir:" not in r.stdout
+    assert (d / "2" / ".hydra" / "overrides.yaml").is_file()
     assert json.loads((d / "1" / "summary.json").read_text())["status"] == "failed"
     res = write_report(find_runs([d]), tmp_path / "cmp", [str(d)])
     assert len(res["rows"]) == 2 and len(res["failed"]) == 1

@@ -111,13 +111,15 @@ def _finite(tree: Any) -> bool:
 
 
 def run(cfg: Config, run_dir: str | Path,
-        on_epoch: Callable[[dict, int], None] | None = None) -> dict:
+        on_epoch: Callable[[dict, int], None] | None = None,
+        on_start: Callable[[], None] | None = None) -> dict:
     """Train one model as configured (or resume the run in ``run_dir``); returns the summary
     (also written to summary.json).
 
     ``on_epoch(record, step)``, if given, is called after each epoch's metrics are logged (a
     hyperparameter search reports them to its pruner); an exception it raises (e.g.
-    :class:`lmjax.errors.Pruned`) ends the run like any failure, with the metrics so far kept."""
+    :class:`lmjax.errors.Pruned`) ends the run like any failure, with the metrics so far kept.
+    ``on_start()``, if given, is called once the run dir is accepted, before training."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     place = Placement(select_devices(cfg.train.devices))
@@ -154,6 +156,8 @@ def run(cfg: Config, run_dir: str | Path,
     writer = RunWriter(cfg, run_dir, data, ckpt=ckpt, pos=pos if resuming else None,
                        restored=got is not None)
     try:
+        if on_start is not None:
+            on_start()
         with StopSignals() as stop:
             faults.reached("start")
             training = _Training(cfg, steps, train_set, valid_set, writer, stop, t_start)
