@@ -60,17 +60,23 @@ def main(dcfg: DictConfig) -> float | None:
 
 
 def _report(s: dict) -> str:
+    """The run's summary for the terminal; every number through :func:`lmjax.fmt.num`, so a
+    diverged run's perplexity of 1e300 prints as ``1.0e+300``."""
     metric = "val_bits_per_char" if "val_bits_per_char" in s else "val_perplexity"
+
     def oracle(key: str) -> str:  # not computed for sharded data (it needs every sample)
         v = s.get(key, float("nan"))
-        return f" (oracle {v:.4f})" if v == v else ""
+        return f" (oracle {num(v)})" if v == v else ""
 
-    lines = [f"{s['name']}: {s['framing']} ({s['level']}), {s['num_sequences']} sequences, "
-             f"vocab {s['vocab_size']}, {s['params']} params, {s['epochs']:g} epochs",
-             f"  train acc {s['train_accuracy']:.4f}{oracle('oracle_train_accuracy')}  "
-             f"val acc {s['val_accuracy']:.4f}{oracle('oracle_val_accuracy')}  "
-             f"{metric} {s[metric]:.4f}",
-             f"  {s['train_seconds']:.1f}s training, {s['tokens_per_second']:,.0f} tokens/s"]
+    lines = [f"{s['name']}: {s['framing']} ({s['level']}), {num(s['num_sequences'])} sequences, "
+             f"vocab {num(s['vocab_size'])}, {num(s['params'])} params, {s['epochs']:g} epochs"]
+    if s.get("status") == "diverged":
+        lines.append(f"  DIVERGED: {s.get('reason') or 'the loss ended far above ln(vocab)'}")
+    lines += [f"  train acc {num(s['train_accuracy'])}{oracle('oracle_train_accuracy')}  "
+              f"val acc {num(s['val_accuracy'])}{oracle('oracle_val_accuracy')}  "
+              f"{metric} {num(s[metric])}",
+              f"  {num(s['train_seconds'], 1)}s training, "
+              f"{num(round(s['tokens_per_second']))} tokens/s"]
     lines += [f"  > {x}" for x in s["samples"]]
     return "\n".join(lines)
 

@@ -137,3 +137,26 @@ def test_did_you_mean_over_schema_keys():
     assert did_you_mean("optim.learning_rate") is None or did_you_mean(
         "optim.learning_rate").startswith("optim.")
     assert did_you_mean("zzz.qqq") is None
+
+
+# --- numbers people read (item 5) -----------------------------------------------------------
+
+def _summary(**extra):
+    s = {"name": "t", "framing": "two_word", "level": "word", "num_sequences": 23,
+         "vocab_size": 22, "params": 12345, "epochs": 3.0, "train_accuracy": 0.25,
+         "val_accuracy": 0.125, "oracle_train_accuracy": 0.9, "oracle_val_accuracy": 0.9,
+         "val_perplexity": 12.5, "train_seconds": 1.25, "tokens_per_second": 1234.4,
+         "samples": ["jack and"], "status": "completed"}
+    return {**s, **extra}
+
+
+def test_report_prints_huge_numbers_readably_and_flags_divergence():
+    from experiments.run import _report
+
+    ok = _report(_summary())
+    assert "val_perplexity 12.5000" in ok and "12,345 params" in ok and "1,234 tokens/s" in ok
+    assert "DIVERGED" not in ok
+    bad = _report(_summary(val_perplexity=1e300, status="diverged",
+                           reason="val loss 690.8 is far above ln(V) = 3.09"))
+    assert "val_perplexity 1.0e+300" in bad and "0" * 20 not in bad
+    assert "  DIVERGED: val loss 690.8 is far above ln(V) = 3.09" in bad.splitlines()
