@@ -28,9 +28,9 @@ SPEC = [
 
 
 def _fmt(s: dict, metric: str) -> str:
-    value = s[metric]
-    shown = "n/a" if value is None else f"{value:.4f}"
-    return f"log_prob {s['log_prob']:.4f}  tokens {s['tokens']}  {metric} {shown}" + (
+    from lmjax.fmt import num  # a diverged model's perplexity of 1e300 prints as 1.0e+300
+
+    return f"log_prob {num(s['log_prob'])}  tokens {s['tokens']}  {metric} {num(s[metric])}" + (
         f"  unknown {s['unknown']}" if s["unknown"] else "")
 
 

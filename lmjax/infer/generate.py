@@ -33,6 +33,15 @@ def encode_prompt(vocab: Vocab, prompt: str) -> np.ndarray:
     return vocab.encode(tokens)
 
 
+def start_context(vocab: Vocab) -> np.ndarray:
+    """What generation without a prompt starts from: a char model, a line break (the start of
+    a line, when its vocabulary has one); a word model, nothing (an all-padding window, what
+    the left-padded framings see at the start of a line)."""
+    if vocab.level == "char" and "\n" in vocab:
+        return vocab.encode(["\n"])
+    return np.zeros(0, np.int32)
+
+
 def greedy(predict: PredictFn, ids: np.ndarray, length: int, width: int) -> list[int]:
     """Append the most probable next token ``length`` times (padding is never chosen)."""
     out = [int(i) for i in ids]

@@ -57,11 +57,11 @@ TUTORIAL_QUOTES = (
 )
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, what: str = "keystrokes", unit: str = "words"):
     if not (enabled and sys.stderr.isatty()):
         return None
-    return Progress(TextColumn("[bold]keystrokes"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("words"), TimeElapsedColumn(), TimeRemainingColumn(),
+    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), refresh_per_second=4)
 
 
@@ -195,7 +195,11 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
     text, history = texts[split], before.get(split, "")
     level = loaded.vocab.level
     t0 = time.perf_counter()
-    nt = heldout_next_token(loaded, text, context, history)
+    bar = _progress(0, progress, "next token", "predictions")
+    with bar or nullcontext():
+        task = bar.add_task("n", total=None) if bar else None
+        nt = heldout_next_token(loaded, text, context, history, progress=(
+            (lambda done, total: bar.update(task, completed=done, total=total)) if bar else None))
     t1 = time.perf_counter()
     if level == "char":
         ks = simulate_chars(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, method,
@@ -241,12 +245,15 @@ def _write(path: Path, obj) -> None:
 
 
 def format_report(r: dict) -> str:
+    from lmjax.fmt import num
+
     metric = "bits_per_char" if "bits_per_char" in r else "perplexity"
     ns = list(r["keystroke_savings"])
-    lines = [f"{r['split']}: next-token accuracy {r['next_token_accuracy']:.4f}, {metric} "
-             f"{r[metric]:.4f} ({r['tokens']} tokens, {r['seconds']['next_token']:.1f}s)",
+    lines = [f"{r['split']}: next-token accuracy {num(r['next_token_accuracy'])}, {metric} "
+             f"{num(r[metric])} ({r['tokens']} tokens, {r['seconds']['next_token']:.1f}s)",
              f"keystrokes ({r['words']} words, {r['keystrokes_without_help']} keystrokes without "
              f"help, {r['method']}, {r['seconds']['keystrokes']:.1f}s):"]
-    lines += [f"  n={n}: savings {r['keystroke_savings'][n]:.4f}  hit rate {r['hit_rate'][n]:.4f}"
-              f"  next-word hit rate {r['next_word_hit_rate'][n]:.4f}" for n in ns]
+    lines += [f"  n={n}: savings {num(r['keystroke_savings'][n])}  hit rate "
+              f"{num(r['hit_rate'][n])}  next-word hit rate {num(r['next_word_hit_rate'][n])}"
+              for n in ns]
     return "\n".join(lines + format_completions(r["completions"]))

@@ -44,6 +44,9 @@ class LoadedRun:
 
 
 def load_config(run_dir: str | Path) -> Config:
+    if not Path(run_dir).exists():
+        raise CheckpointError(f"{run_dir} does not exist (run= takes a run directory, e.g. "
+                              f"results/runs/<date>/<time>_<name>)")
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not an lmjax run directory (no config.yaml)")

@@ -35,10 +35,12 @@ from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab
 from lmjax.errors import DataError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, T) int32 ids -> (B, V) log-probabilities
+Progress = Callable[[int, int], None]  # progress(done, total) after each batch of predictions
 
 
 def token_logprobs(predict: PredictFn, ids: np.ndarray, width: int, context: int | None = None,
-                   start: int = 1, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+                   start: int = 1, batch_size: int = 512,
+                   progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-probability of ``ids[i]`` for every ``i >= start``, and whether it ranked first.
 
     Token ``i`` is predicted from ``ids[max(0, i - context):i]`` left-padded to ``width``
@@ -70,6 +72,8 @@ def token_logprobs(predict: PredictFn, ids: np.ndarray, width: int, context: int
         lp = logp[np.arange(m), t]
         lps.append(lp)
         oks.append(lp >= logp.max(axis=1))
+        if progress is not None:
+            progress(b + m, n)
     return np.concatenate(lps), np.concatenate(oks)
 
 
@@ -91,8 +95,8 @@ def context_arg(s: str) -> int | str:
 context_arg.__name__ = "a number of tokens or 'stream'"
 
 
-def stream_logprobs(loaded, ids: np.ndarray, start: int = 1,
-                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def stream_logprobs(loaded, ids: np.ndarray, start: int = 1, chunk: int = 256,
+                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`token_logprobs` with unlimited context: the ids run through the LSTM as one
     stream (batch 1, the state carried from chunk to chunk), so token ``i >= start`` is
     predicted from all of ``ids[:i]``. ``loaded``: a LoadedRun."""
@@ -115,6 +119,8 @@ def stream_logprobs(loaded, ids: np.ndarray, start: int = 1,
         lp = logp[np.arange(m), y[a:a + m]]
         lps.append(lp)
         oks.append(lp >= logp.max(axis=1))
+        if progress is not None:
+            progress(a + m, len(x))
     lp, ok = np.concatenate(lps), np.concatenate(oks)
     return lp[start - 1:], ok[start - 1:]
 
@@ -137,25 +143,27 @@ def _summary(level: str, lp: np.ndarray, ok: np.ndarray, unknown: int) -> dict:
 
 
 def score_ids(predict: PredictFn, level: str, ids: np.ndarray, width: int,
-              context: int | None = None, start: int = 1, batch_size: int = 512) -> dict:
+              context: int | None = None, start: int = 1, batch_size: int = 512,
+              progress: Progress | None = None) -> dict:
     """Score ``ids[start:]`` (see the module docstring); ``<unk>`` targets are left out."""
-    lp, ok = token_logprobs(predict, ids, width, context, start, batch_size)
+    lp, ok = token_logprobs(predict, ids, width, context, start, batch_size, progress)
     known = np.asarray(ids[start:]) != UNK_ID if len(ids) > start else np.zeros(0, bool)
     return _summary(level, lp[known], ok[known], int((~known).sum()))
 
 
 def score_text(predict: PredictFn, vocab: Vocab, text: str, width: int,
-               context: int | None = None, history: str = "", batch_size: int = 512) -> dict:
+               context: int | None = None, history: str = "", batch_size: int = 512,
+               progress: Progress | None = None) -> dict:
     """Score a text: every token after the first (all of them when ``history`` is given)."""
     hist = vocab.tokenize(history) if history else []
     toks = vocab.tokenize(text)
     ids = vocab.encode(hist + toks)
     start = len(hist) if hist else 1
-    return score_ids(predict, vocab.level, ids, width, context, start, batch_size)
+    return score_ids(predict, vocab.level, ids, width, context, start, batch_size, progress)
 
 
 def heldout_next_token(loaded, text: str, context: int | str | None = None, history: str = "",
-                       batch_size: int = 1024) -> dict:
+                       batch_size: int = 1024, progress: Progress | None = None) -> dict:
     """Next-token accuracy and bits per char (char) or perplexity (word) on a held-out text.
 
     Every position of ``text`` is predicted once, from up to ``context`` previous tokens
@@ -166,7 +174,7 @@ def heldout_next_token(loaded, text: str, context: int | str | None = None, hist
     before it (:func:`stream_logprobs`; the state first runs through up to the last
     STREAM_WARMUP tokens of ``history``). Returns ``next_token_accuracy``, ``bits_per_char`` or
     ``perplexity``, ``tokens`` (scored), ``log_prob`` and ``unknown`` (targets not in the
-    vocabulary, not scored).
+    vocabulary, not scored). ``progress(done, total)`` is called after each batch.
     """
     if context == STREAM:
         # a character tail first (a word is < 100 chars here), then the last tokens of it
@@ -174,14 +182,14 @@ def heldout_next_token(loaded, text: str, context: int | str | None = None, hist
             if history else []
         ids = loaded.vocab.encode(hist + loaded.vocab.tokenize(text))
         start = len(hist) if hist else 1
-        lp, ok = stream_logprobs(loaded, ids, start)
+        lp, ok = stream_logprobs(loaded, ids, start, progress=progress)
         known = ids[start:] != UNK_ID
         return _summary(loaded.vocab.level, lp[known], ok[known], int((~known).sum()))
     ctx = loaded.seq_len if context is None else int(context)
     if history:
         history = history[-ctx:] if loaded.vocab.level == "char" else history
     return score_text(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx, history,
-                      batch_size)
+                      batch_size, progress)
 
 
 def score_lines(predict: PredictFn, vocab: Vocab, text: str, width: int,

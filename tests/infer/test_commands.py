@@ -93,6 +93,21 @@ def test_generate(runs, capsys, monkeypatch):
     assert code == 2 and "strategy" in err and len(err.splitlines()) == 1
 
 
+def test_generate_without_prompt_and_several_samples(runs, capsys, monkeypatch):
+    args = [f"run={runs['word']}", "length=4", "strategy=sample", "seed=5"]
+    code, out, _ = call("generate", args + ["num_samples=3"], capsys, monkeypatch)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and all(len(x.split()) == 4 for x in lines)
+    one = call("generate", args, capsys, monkeypatch)[1]  # sample 0 is the seed's own sample
+    six = call("generate", args[:-1] + ["seed=6"], capsys, monkeypatch)[1]
+    assert one.strip() == lines[0] and six.strip() == lines[1]
+    code, out, _ = call("generate", [f"run={runs['char']}", "length=12", "strategy=top_k"],
+                        capsys, monkeypatch)  # a char model starts after a line break
+    assert code == 0 and len(out) == 12 + 1  # 12 generated characters, then print's newline
+    code, _, err = call("generate", args[:1] + ["num_samples=2"], capsys, monkeypatch)
+    assert code == 2 and "num_samples=2 needs a sampling strategy" in err
+
+
 def test_score(runs, capsys, monkeypatch, tmp_path):
     code, out, _ = call("score", [f"run={runs['char']}", "text=jack and jill"], capsys,
                         monkeypatch)
@@ -141,8 +156,56 @@ def test_keyboard_eval(runs, capsys, monkeypatch):
     assert code == 2 and "split" in err
 
 
+class _Bar:
+    """Stands in for rich's Progress (shown on a terminal only): records the updates."""
+
+    def __init__(self, what, seen):
+        self.what, self.seen = what, seen
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, task, advance=None, completed=None, total=None):
+        self.seen.append((self.what, completed, total))
+
+
+@pytest.mark.parametrize("context", [None, "stream"])
+def test_keyboard_eval_shows_next_token_progress(runs, monkeypatch, context):
+    from lmjax.infer import keyboard
+    from lmjax.infer.load import load_run
+
+    seen = []
+    monkeypatch.setattr(keyboard, "_progress", lambda total, enabled, what="keystrokes",
+                        unit="words": _Bar(what, seen) if enabled else None)
+    r = keyboard.keyboard_eval(load_run(runs["char"]), "test", (1,), "tutorial", 3,
+                               context=context, write=False)
+    nt = [(done, total) for what, done, total in seen if what == "next token"]
+    assert len(nt) >= 1 and nt[-1][0] == nt[-1][1] >= r["tokens"]  # ends at its total
+    assert [d for d, _ in nt] == sorted(d for d, _ in nt)
+    seen.clear()
+    keyboard.keyboard_eval(load_run(runs["char"]), "test", (1,), "tutorial", 3, progress=False,
+                           write=False)
+    assert seen == []
+
+
 def test_cli_missing_run_dir_is_one_line():
     p = subprocess.run([sys.executable, "-m", "experiments.score", "run=/nonexistent/run",
                         "text=a"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
-    assert "not an lmjax run directory" in p.stderr
+    assert "/nonexistent/run does not exist" in p.stderr
+
+
+@pytest.mark.parametrize("module,extra", [("suggest", ["text=a"]), ("generate", ["prompt=a"]),
+                                          ("score", ["text=a"]), ("keyboard_eval", [])])
+def test_missing_or_wrong_run_dir_says_which(module, extra, tmp_path, capsys, monkeypatch):
+    code, _, err = call(module, [f"run={tmp_path / 'nope'}", *extra], capsys, monkeypatch)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"lmjax: error: {tmp_path / 'nope'} does not exist")
+    code, _, err = call(module, [f"run={tmp_path}", *extra], capsys, monkeypatch)
+    assert code == 2 and "not an lmjax run directory (no config.yaml)" in err
