@@ -160,3 +160,26 @@ def test_report_prints_huge_numbers_readably_and_flags_divergence():
                            reason="val loss 690.8 is far above ln(V) = 3.09"))
     assert "val_perplexity 1.0e+300" in bad and "0" * 20 not in bad
     assert "  DIVERGED: val loss 690.8 is far above ln(V) = 3.09" in bad.splitlines()
+
+
+# --- --help says what the keys mean (item 8) ------------------------------------------------
+
+def test_help_lists_groups_and_explains_every_key():
+    import re
+
+    from lmjax.config_errors import schema_keys
+
+    r = _cli("--help")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    assert "framing: char, line_by_line" in text and "optim: adam, rmsprop, sgd" in text
+    blocks = {"": text.split("top level:", 1)[1].split("\n\n", 1)[0]}
+    for m in re.finditer(r"^(\w+)\.\*[^\n]*:\n(.*?)(?:\n\n|\Z)", text, re.M | re.S):
+        blocks[m.group(1)] = m.group(2)
+    missing = []
+    for key in sorted(schema_keys()):
+        section, _, leaf = key.rpartition(".")
+        block = blocks.get(section, "")
+        if not re.search(rf"^  {leaf} +\S", block, re.M):  # the key, then what it means
+            missing.append(key)
+    assert not missing, f"--help (conf/hydra/help/lmjax.yaml) does not explain {missing}"
