@@ -2,7 +2,9 @@
 
 Config groups live in conf/ (data, framing, model, optim, train, logger, experiment); any key can
 be overridden on the command line (``model.hidden_size=128``). Outputs go to the Hydra run dir,
-``results/runs/<date>/<time>_<name>/`` unless ``hydra.run.dir=...`` says otherwise.
+``results/runs/<date>/<time>_<name>/`` unless ``hydra.run.dir=...`` says otherwise, and the run
+prints that dir last. Bad input (a misspelled key too) is one ``lmjax: error:`` line, exit 2, and
+leaves no new folder behind (lmjax/hydra_app.py); ``--help`` explains every key.
 
 With ``-m`` (a sweep) each job gets its own dir under ``results/sweeps/<date>_<time>/``, a W&B run
 named by its overrides in a group named after the sweep, and a job that fails is recorded there
