@@ -25,7 +25,6 @@ import copy
 import logging
 import os
 import shutil
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
