@@ -141,6 +141,19 @@ def test_no_plot_whose_values_are_all_equal(tmp_path, figures):
     assert not (tmp_path / "out" / "params_vs_hidden_size.png").exists()
 
 
+def test_no_plot_whose_lines_are_all_flat(tmp_path):
+    """The oracle depends on the framing only: against hidden size each framing's line is flat,
+    though the two framings differ."""
+    for i, (n, h) in enumerate([(1, 8), (1, 16), (2, 8), (2, 16)]):
+        fake_run(tmp_path / "s" / str(i), cfg={"framing.n_words": n, "model.hidden_size": h},
+                 framing=["one_word", "two_word"][n - 1], oracle_val_accuracy=0.8 + 0.1 * n,
+                 val_accuracy=0.1 * n + 0.01 * h)
+    res = report(tmp_path / "s", tmp_path / "out")
+    names = {p.name for p in res["plots"]}
+    assert "val_accuracy_vs_hidden_size.png" in names
+    assert "oracle_val_accuracy_vs_hidden_size.png" not in names
+
+
 def test_curves_show_a_std_band_or_each_seed(tmp_path, figures):
     """4 seeds: mean line with a band of one sample std; 2 seeds: each seed's line + mean."""
     wide = {s: [3.0 - 0.2 * e + 0.1 * s for e in range(4)] for s in range(4)}

@@ -70,6 +70,15 @@ def _all_equal(values: list[float]) -> bool:
     return all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values)
 
 
+def _flat(series: dict[str, list[tuple[float, float, float]]]) -> bool:
+    """Nothing changes along x: every line of 2 or more points is flat (params against the
+    input width at one hidden size), or, with single points only, all values are equal."""
+    lines = [[p[1] for p in pts] for pts in series.values() if len(pts) > 1]
+    if lines:
+        return all(_all_equal(v) for v in lines)
+    return _all_equal([p[1] for pts in series.values() for p in pts])
+
+
 def _x_axis(ax, xs: list[float]) -> None:
     """Log scale when the values span a decade or more; ticks at the values (integers printed
     as integers) when there are few, else integer-only ticks for integer keys."""
@@ -92,24 +101,28 @@ def metric_figure(groups: list[Group], metric: str, xkey: str, dims: list[str]):
     is nothing to show (fewer than 2 x values, or every value equal)."""
     have = [g for g in groups if metric in g.stats]
     xs = [x_value(g, xkey) for g in have]
-    if len(set(xs)) < 2 or _all_equal([g.stats[metric].mean for g in have]):
+    if len(set(xs)) < 2:
         return None
     title = titles(dims)
+    widths = _widths_of_framings(have, xs) if xkey not in dims else None
     series: dict[str, list[tuple[float, float, float]]] = {}
     for g, x in zip(have, xs):
         st = g.stats[metric]
-        label = ", ".join([show(g.params.get("framing"))] + [
+        label = ", ".join(([] if widths else [show(g.params.get("framing"))]) + [
             f"{title[k]}={show(g.params.get(k))}" for k in dims if k not in ("framing", xkey)])
         series.setdefault(label, []).append((x, st.mean, 0.0 if st.n < 2 else st.std))
+    if _flat(series):
+        return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, pts in sorted(series.items()):
         pts.sort()
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                    marker="o", capsize=3, label=label)
-    xname = X_NAMES.get(xkey, xkey)
+                    marker="o", capsize=3, label=label or None)
+    xname = "input width" if widths else X_NAMES.get(xkey, xkey)
     _x_axis(ax, xs)
-    ax.set_xlabel(xname)
+    ax.set_xlabel(xname if not widths else "input width (" + ", ".join(
+        f"{f} = {show(x)}" for f, x in widths) + ")")
     m = METRIC[metric]
     ax.set_ylabel(m.title)
     means = [g.stats[metric].mean for g in have]
@@ -117,9 +130,21 @@ def metric_figure(groups: list[Group], metric: str, xkey: str, dims: list[str]):
         ax.set_yscale("log")
     ax.set_title(f"{m.title} vs {xname}\n(mean ± 1 std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _widths_of_framings(have: list[Group], xs: list) -> list[tuple[str, Any]] | None:
+    """[(framing, x)] when x follows from the framing (the input width of one_word, two_word,
+    ...): then the framing names the x values and does not split the lines; else None."""
+    seen: dict[str, set] = {}
+    for g, x in zip(have, xs):
+        seen.setdefault(show(g.params.get("framing")), set()).add(x)
+    if len(seen) < 2 or any(len(v) != 1 for v in seen.values()):
+        return None
+    return sorted(((f, next(iter(v))) for f, v in seen.items()), key=lambda t: t[1])
 
 
 def metric_plots(groups: list[Group], dims: list[str], out_dir: Path) -> list[Path]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import re
 from pathlib import Path
 from typing import Any
 
-from lmjax.compare.aggregate import (Group, Metric, Run, Stat, diverged_rows, group_runs,
+from lmjax.compare.aggregate import (METRIC, Group, Metric, Run, Stat, diverged_rows, group_runs,
                                      metric_columns, not_completed, show, sort_groups,
                                      swept_keys, titles)
 from lmjax.compare.plots import curve_plots, metric_plots
@@ -121,16 +122,27 @@ DIFF_HEADER = ["metric", "with", "differs in", "A", "B", "mean A (n)", "mean B (
                "95% CI", "reading"]
 
 
-def diff_rows(diffs: list[Difference]) -> list[list[str]]:
-    from lmjax.compare.aggregate import METRIC
+def num_nonzero(x: float, digits: int) -> str:
+    """:func:`lmjax.fmt.num`, with more decimals where ``digits`` would round a nonzero value
+    to 0 (an interval's end of -0.004 must not read "-0.00")."""
+    for d in range(digits, digits + 4):
+        s = num(x, d)
+        try:
+            if x == 0 or float(s) != 0:
+                return s
+        except ValueError:
+            return s
+    return num(x, digits + 4)
 
+
+def diff_rows(diffs: list[Difference]) -> list[list[str]]:
     rows = []
     for d in diffs:
-        m = METRIC[d.metric]
-        ci = "—" if d.low is None else f"[{num(d.low, m.digits)}, {num(d.high, m.digits)}]"
-        rows.append([m.title, d.context or "—", d.key, d.a, d.b,
-                     f"{num(d.mean_a, m.digits)} ({d.n_a})", f"{num(d.mean_b, m.digits)} ({d.n_b})",
-                     num(d.diff, m.digits), ci, d.reading])
+        k = METRIC[d.metric].digits
+        ci = "—" if d.low is None else f"[{num_nonzero(d.low, k)}, {num_nonzero(d.high, k)}]"
+        rows.append([METRIC[d.metric].title, d.context or "—", d.key, d.a, d.b,
+                     f"{num(d.mean_a, k)} ({d.n_a})", f"{num(d.mean_b, k)} ({d.n_b})",
+                     num_nonzero(d.diff, k), ci, d.reading])
     return rows
 
 
@@ -168,6 +180,7 @@ table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; }
 tr.diverged td { background: #fde8e8; }
+#differences td:last-child { white-space: normal; text-align: left; min-width: 16em; }
 table.wrap td { white-space: normal; overflow-wrap: anywhere; text-align: left;
                 max-width: 40em; }
 figure { display: inline-block; margin: 0.5em; max-width: 100%; }
@@ -176,11 +189,16 @@ p { max-width: 60em; }
 """
 
 
+def _em(text: str) -> str:
+    """Escaped text with Markdown's *emphasis* as <em>."""
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", html.escape(text))
+
+
 def html_report(title: str, sources: list[str], parts: dict[str, Any]) -> str:
     src = ", ".join(f"<code>{html.escape(s)}</code>" for s in sources)
     out = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style></head>\n<body>",
-           f"<h1>{html.escape(title)}</h1>", f"<p>Runs from {src}. {html.escape(ABOUT)}</p>",
+           f"<h1>{html.escape(title)}</h1>", f"<p>Runs from {src}. {_em(ABOUT)}</p>",
            _html_table(parts["header"], parts["rows"], "compare", parts["row_status"])]
     if parts["best"]:
         out.append(f'<p id="best">{html.escape(parts["best"])}</p>')
