@@ -277,6 +277,21 @@ def test_wall_time_is_split_into_start_up_and_training(tmp_path):
     assert row["start-up s"].startswith(num(2.55, 3))
 
 
+def test_one_logged_epoch_bounds_the_steady_pace_from_above():
+    """No second epoch to time: the pace per step is the smaller of train_seconds / steps
+    (0.02 s, with the compilation) and the time after the first chunk per step (1.5 s / 90)."""
+    from lmjax.compare.timing import timing_split
+
+    got = timing_split({"steps": 100, "train_seconds": 2.0, "wall_seconds": 3.0,
+                        "first_chunk_seconds": 1.5, "first_chunk_steps": 10,
+                        "tokens_per_second": 50.0}, [{"step": 100, "train_seconds": 2.0}])
+    rate = 1.5 / 90
+    assert got["train_steady_seconds"] == pytest.approx(100 * rate)
+    assert got["startup_seconds"] == pytest.approx(1.5 - 10 * rate)
+    assert got["tokens_per_second"] == pytest.approx(50.0 * 2.0 / (100 * rate))
+    assert timing_split({"status": "failed"}, []) == {}
+
+
 # --- differences between groups --------------------------------------------------------------
 
 def _welch(a, b):
@@ -336,7 +351,7 @@ def test_the_page_never_runs_wider_than_the_window(tmp_path):
     for i, lr in enumerate((0.01, 0.1, 1.0, 1e6)):
         for seed in (0, 1):
             fake_run(s / f"{i}_{seed}", seed=seed, cfg={"optim.lr": lr},
-                     val_perplexity=10.0 ** (300 + i + seed) if lr > 1 else 20.0 + i,
+                     val_perplexity=10.0 ** (150 + i + seed) if lr > 1 else 20.0 + i,
                      val_accuracy=0.1 * i, tokens_per_second=1e15, wall_seconds=1e9)
     fake_run(s / "f", cfg={"optim.lr": 1e7}, status="failed",
              error="TrainingDiverged: " + "a very long message " * 40)

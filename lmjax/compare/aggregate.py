@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from lmjax.compare.timing import number, timing_split
 from lmjax.config import flat_dict
 from lmjax.errors import LmjaxError
 
@@ -63,54 +64,6 @@ FRAMING_NAME_KEYS = ("framing.name", "framing.n_words")
 
 class CompareError(LmjaxError):
     """Nothing to compare, or a path that holds no runs."""
-
-
-def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x)
-
-
-def timing_split(summary: dict, rows: list[dict]) -> dict[str, float]:
-    """Wall time's two parts that matter when comparing runs, in seconds:
-
-    * ``train_steady_seconds``: the train steps at their steady pace, ``steps x r``, where r is
-      the time per step after the first epoch (from metrics.jsonl's cumulative
-      ``train_seconds``), so compiling the step is not in it;
-    * ``tokens_per_second``: the summary's tokens over that steady time instead of
-      ``train_seconds`` (which has the compilation in it);
-    * ``startup_seconds``: set-up (data, model) and compilation: ``first_chunk_seconds`` (from
-      the start until the first jitted chunk of ``first_chunk_steps`` steps finished) less those
-      steps at the steady pace.
-
-    With one logged epoch r can only be bounded from above (by ``train_seconds / steps``, and by
-    the time after the first chunk per step); the smaller bound is used. Keys that cannot be
-    computed are left out (e.g. ``train.parallel_seeds`` runs record no first chunk)."""
-    steps = _number(summary.get("steps"))
-    pts = [(_number(r.get("step")), _number(r.get("train_seconds"))) for r in rows]
-    pts = [(a, b) for a, b in pts if a is not None and b is not None]
-    rate = None
-    if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
-        rate = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
-    elif steps:
-        fc, fcs = _number(summary.get("first_chunk_seconds")), summary.get("first_chunk_steps")
-        wall, train = _number(summary.get("wall_seconds")), _number(summary.get("train_seconds"))
-        bounds = [train / steps] if train is not None else []
-        if fc is not None and wall is not None and isinstance(fcs, int) and steps > fcs:
-            bounds.append((wall - fc) / (steps - fcs))
-        rate = min(bounds) if bounds else None
-    out: dict[str, float] = {}
-    if rate is None or not math.isfinite(rate) or rate < 0:
-        return out
-    if steps is not None:
-        out["train_steady_seconds"] = steps * rate
-        tps, train = _number(summary.get("tokens_per_second")), _number(summary.get("train_seconds"))
-        if tps is not None and train is not None and steps * rate > 0:
-            out["tokens_per_second"] = tps * train / (steps * rate)  # the same tokens, steady
-    fc, fcs = _number(summary.get("first_chunk_seconds")), _number(summary.get("first_chunk_steps"))
-    if fc is not None and fcs is not None:
-        out["startup_seconds"] = max(0.0, fc - fcs * rate)
-    return out
 
 
 @dataclass
@@ -166,7 +119,7 @@ class Run:
 
     def metric(self, key: str) -> float | None:
         """A finite number for ``key`` from :attr:`derived` or else the summary, else None."""
-        v = _number(self.derived.get(key, self.summary.get(key)))
+        v = number(self.derived.get(key, self.summary.get(key)))
         return v if v is not None and math.isfinite(v) else None
 
     def params(self) -> dict[str, Any]:
