@@ -159,13 +159,13 @@ def test_compare_report_has_four_groups_of_two(sweep, tmp_path):
     # every metric against hidden size and against the input width (1 for one_word, 2 for
     # two_word), the held-out word metrics included
     for metric in ("val_accuracy", "val_loss", "val_perplexity", "heldout_word_accuracy",
-                   "heldout_word_perplexity", "params", "train_steady_seconds",
-                   "tokens_per_second"):
+                   "heldout_word_perplexity", "train_steady_seconds", "tokens_per_second"):
         for x in ("hidden_size", "seq_len"):
             assert f"{metric}_vs_{x}.png" in pngs, (metric, x)
-    # the oracle depends on the framing only: equal for every hidden size within a framing,
-    # but not for all points of the plot
-    assert "oracle_val_accuracy_vs_seq_len.png" in pngs
+    # flat lines are not drawn: the oracle follows the framing only, params the hidden size only
+    assert "oracle_val_accuracy_vs_seq_len.png" in pngs and "params_vs_hidden_size.png" in pngs
+    assert "oracle_val_accuracy_vs_hidden_size.png" not in pngs
+    assert "params_vs_seq_len.png" not in pngs
     cols = {"held-out word acc", "held-out word ppl", "params", "wall s", "start-up s",
             "train s", "tokens/s"}
     assert cols <= set(rows[0])

@@ -129,8 +129,8 @@ DIFF_ORDER = {m: i for i, m in enumerate(c for cs in DIFF_METRICS for c in cs)}
 
 def best_group(groups: list[Group]) -> tuple[Group, Metric] | None:
     """The group with the lowest mean of the first :data:`RANK_METRICS` every group reports
-    (completed runs only: a diverged run is in no group)."""
+    (completed runs only: a diverged run is in no group); None for fewer than 2 groups."""
     for key in RANK_METRICS:
-        if groups and all(key in g.stats for g in groups):
+        if len(groups) > 1 and all(key in g.stats for g in groups):
             return min(groups, key=lambda g: g.stats[key].mean), METRIC[key]
     return None
