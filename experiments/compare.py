@@ -3,11 +3,14 @@
 usage: python -m experiments.compare PATH [PATH ...] [--out DIR]
 
 PATH: a sweep dir (``results/sweeps/...``: every run below it is read) or run dirs. Runs that
-differ only in their seed form one group; the table shows, per group, mean ± std and n over the
-seeds of val accuracy, oracle accuracy, val perplexity or bits per char, top-5 accuracy, the
-held-out word metrics (word models), params, wall time and tokens/s. Written to ``--out``
-(default: ``<first PATH>/compare``): compare.csv, compare.md, PNG plots and report.html (one
-self-contained file: open it in a browser). Failed runs are listed, not averaged.
+differ only in their seed form one group; the table has every swept key as a column and, per
+group, mean ± std and n over the seeds of val accuracy, oracle accuracy, val loss, val
+perplexity or bits per char, top-5 accuracy, the held-out word metrics (word models), params,
+wall time split into start-up (set-up and compiling) and steady training time, and tokens/s.
+Groups that differ in one key get the difference of their means with a 95% interval over
+seeds (Welch's t). Written to ``--out`` (default: ``<first PATH>/compare``): compare.csv,
+compare.md, PNG plots and report.html (one self-contained file: open it in a browser).
+Failed, diverged and pruned runs are listed with their overrides and error, not averaged.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(args.paths[0]) / "compare"
     res = write_report(runs, out, [str(p) for p in args.paths])
     print(res["markdown"], end="")
-    n_ok = sum(g.n for g in res["groups"])
+    n_ok, left = sum(g.n for g in res["groups"]), res["not_completed"]
     print(f"\n{n_ok} completed runs in {len(res['groups'])} groups"
-          + (f", {len(res['failed'])} failed (listed in the report)" if res["failed"] else "")
+          + (f", {len(left)} did not complete (listed above)" if left else "")
           + f"; {len(res['plots'])} plots")
     print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'}, {out / 'report.html'}")
     return 0

@@ -158,12 +158,16 @@ def test_compare_report_has_four_groups_of_two(sweep, tmp_path):
     assert "val_accuracy_vs_hidden_size.png" in pngs and "curves_val_loss.png" in pngs
     # every metric against hidden size and against the input width (1 for one_word, 2 for
     # two_word), the held-out word metrics included
-    for metric in ("val_accuracy", "oracle_val_accuracy", "val_perplexity", "val_top5_accuracy",
-                   "heldout_word_accuracy", "heldout_word_perplexity", "params", "wall_seconds",
-                   "tokens_per_second"):
+    for metric in ("val_accuracy", "val_loss", "val_perplexity", "heldout_word_accuracy",
+                   "heldout_word_perplexity", "train_steady_seconds", "tokens_per_second"):
         for x in ("hidden_size", "seq_len"):
             assert f"{metric}_vs_{x}.png" in pngs, (metric, x)
-    cols = {"held-out word acc", "held-out word ppl", "params", "wall s", "tokens/s"}
+    # flat lines are not drawn: the oracle follows the framing only, params the hidden size only
+    assert "oracle_val_accuracy_vs_seq_len.png" in pngs and "params_vs_hidden_size.png" in pngs
+    assert "oracle_val_accuracy_vs_hidden_size.png" not in pngs
+    assert "params_vs_seq_len.png" not in pngs
+    cols = {"held-out word acc", "held-out word ppl", "params", "wall s", "start-up s",
+            "train s", "tokens/s"}
     assert cols <= set(rows[0])
     for p in (tmp_path / "cmp").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -214,7 +218,13 @@ def test_a_failing_job_is_recorded_and_the_others_run(tmp_path):
     assert json.loads((d / "1" / "summary.json").read_text())["status"] == "failed"
     res = write_report(find_runs([d]), tmp_path / "cmp", [str(d)])
     assert len(res["rows"]) == 2 and len(res["failed"]) == 1
-    assert "hidden_size must be &gt; 0" in (tmp_path / "cmp" / "report.html").read_text()
+    page = (tmp_path / "cmp" / "report.html").read_text()
+    assert "hidden_size must be &gt; 0" in page
+    # the failed job is listed with the override that made it fail, in the page and compare.md
+    row = next(x for x in res["markdown"].splitlines() if x.startswith("| 1 | failed"))
+    assert "model.hidden_size=0" in row and "hidden_size must be > 0" in row
+    assert "<td>model.hidden_size=0</td>" in page
+    assert res["header"][:2] == ["framing", "hidden_size"]
 
 
 def test_wandb_one_offline_run_per_job(tmp_path):
