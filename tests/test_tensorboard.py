@@ -68,6 +68,9 @@ def test_logger_choices_compose(overrides, trackers):
 
 
 def test_logger_list_passes_the_group_check_and_a_misspelled_one_does_not():
+    from lmjax.cli import check_group_choices
+
+    check_group_choices(REPO / "conf", ["logger=[wandb,tensorboard]", "-m", "seed=0,1"])
     r = cli("logger=[wandb,tensorbord]")
     assert r.returncode == 2 and "unknown logger 'tensorbord'" in r.stderr
 
@@ -184,6 +187,27 @@ def test_a_new_run_replaces_old_events_and_a_failed_run_says_so(tmp_path):
     assert content.status == api_pb2.STATUS_FAILURE
 
 
+def test_a_run_with_both_loggers_resumes_into_the_same_tensorboard_run(tmp_path):
+    """logger=[wandb,tensorboard]: W&B (offline) and TensorBoard both get the run; continuing it
+    for two more epochs with resume=true appends epochs 3-4 to the same TensorBoard run."""
+    run = tmp_path / "run"
+    base = ["framing=two_word", "train.progress=false", "sample.length=2", f"hydra.run.dir={run}"]
+    r = cli(*base, "train.epochs=2", "logger=[wandb,tensorboard]")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((run / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    r = cli(*base, "train.epochs=4", "resume=true", "logger=tensorboard")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = events(run / "tensorboard")
+    val = [(step, v) for step, tag, v in logged if tag == "val/loss"]
+    assert [step for step, _ in val] == [row["step"] for row in rows]  # 4 epochs, each once
+    assert [v for _, v in val] == pytest.approx([row["val_loss"] for row in rows], rel=1e-6)
+    tags = [tag for _, tag, _ in logged]
+    assert tags.count("_hparams_/session_start_info") == 1
+    assert tags.count("_hparams_/session_end_info") == 1  # the first run's end was dropped
+    assert tags.count("samples/text_summary") == 2  # at the end of each part
+
+
 # --- a real sweep in a real TensorBoard -----------------------------------------------------
 
 def _browser_ready() -> None:
@@ -198,6 +222,7 @@ def _browser_ready() -> None:
 @pytest.fixture(scope="module")
 def tb_sweep(tmp_path_factory):
     """2 framings x 2 seeds on the rhyme, 3 epochs each, logged to TensorBoard."""
+    _browser_ready()
     d = tmp_path_factory.mktemp("tb") / "sweep"
     r = cli("-m", "framing=one_word,two_word", "seed=0,1", "logger=tensorboard", *QUICK,
             f"hydra.sweep.dir={d}")
@@ -206,7 +231,6 @@ def tb_sweep(tmp_path_factory):
 
 
 def test_sweep_in_tensorboard_api_and_page(tb_sweep, tmp_path):
-    _browser_ready()
     rows = [json.loads(x) for x in (tb_sweep / "sweep_summary.jsonl").read_text().splitlines()]
     jobs = {r["name"]: json.loads((tb_sweep / r["run_dir"] / "summary.json").read_text())
             for r in rows}
