@@ -19,14 +19,15 @@ SPEC = [
     Arg("port", int, 6006, "port to serve on (0: any free port)"),
     Arg("screenshot", str, "", "save a PNG of the HParams view here and stop"),
     Arg("view", str, "table", "the HParams view to screenshot: table, parallel or scatter"),
-    Arg("width", int, 1400, "screenshot width in pixels"),
+    Arg("width", int, 0, "screenshot width in pixels (0: wide enough for every column)"),
 ]
 
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse("experiments.dashboard", __doc__, SPEC, argv)
-    from lmjax.dashboard import VIEWS, DashboardError, TensorBoardServer, resolve_logdir, screenshot
+    from lmjax.dashboard import (VIEWS, DashboardError, TensorBoardServer, resolve_logdir,
+                                 screenshot, table_width)
 
     if args["view"] not in VIEWS:
         raise DashboardError(f"view must be one of {', '.join(VIEWS)}, got {args['view']!r}")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             names = [g["name"] for g in tb.wait_for_sessions()]
             out = screenshot(tb.url, args["screenshot"], names, view=args["view"],
-                             width=args["width"])
+                             width=args["width"] or table_width(tb.experiment()))
             print(f"{len(names)} runs; wrote {out}")
             return 0
         print(f"TensorBoard on {logdir}: {tb.url}  (HParams: {tb.url}#hparams; "

@@ -175,6 +175,14 @@ def find_chromium() -> str:
                          "or set LMJAX_CHROMIUM=/path/to/chrome")
 
 
+def table_width(experiment: dict) -> int:
+    """Pixels that show every column of the HParams table: its side panel, trial id and
+    "show metrics" columns, each hparam and the (at most 5) metrics it shows at first."""
+    columns = 2 + len(experiment.get("hparamInfos", [])) + min(
+        5, len(experiment.get("metricInfos", [])))
+    return 320 + 170 * columns
+
+
 def screenshot(url: str, out: str | Path, names: list[str], view: str = "table",
                width: int = 1400, timeout: float = 60.0) -> Path:
     """A PNG of TensorBoard's HParams dashboard at ``url`` once every one of ``names`` (the
@@ -186,7 +194,7 @@ def screenshot(url: str, out: str | Path, names: list[str], view: str = "table",
                              "pip install -c constraints.txt -e '.[test]'") from None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    height = min(1600, 330 + 36 * max(len(names), 4))  # every row of the table in view
+    height = min(1600, 330 + 36 * max(len(names), 4)) if view == "table" else 900
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
         try:

@@ -187,6 +187,7 @@ def test_a_new_run_replaces_old_events_and_a_failed_run_says_so(tmp_path):
     assert content.status == api_pb2.STATUS_FAILURE
 
 
+@pytest.mark.slow  # two runs, one with W&B (~20 s of CPU); the default suite has the unit test
 def test_a_run_with_both_loggers_resumes_into_the_same_tensorboard_run(tmp_path):
     """logger=[wandb,tensorboard]: W&B (offline) and TensorBoard both get the run; continuing it
     for two more epochs with resume=true appends epochs 3-4 to the same TensorBoard run."""
