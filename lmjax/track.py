@@ -225,16 +225,15 @@ def hparams_of(name: str, config: dict) -> dict[str, bool | float | str]:
     ``framing=two_word,model.hidden_size=16``), typed from the config where the key is one of
     its values (a config group such as ``framing`` keeps the chosen name); a run whose name is
     not such a list gets :data:`CORE_HPARAMS`."""
+    flat = flat_dict(config)
     parts = _NEXT_OVERRIDE.split(name) if name else []
     if parts and all("=" in p for p in parts):
-        flat = flat_dict(config)
         out = {}
         for part in parts:
             key, value = part.split("=", 1)
             key = key.lstrip("+~")
             out[key] = _hparam_value(flat[key] if key in flat else value.strip("'\""))
         return out
-    flat = flat_dict(config)
     core = {k: flat.get(k) for k in CORE_HPARAMS}
     core["framing"] = FramingConfig(**config["framing"]).label
     core["data"] = flat.get("data.name") if flat.get("data.name") != "file" else \
