@@ -96,8 +96,8 @@ def check_group_choices(conf_dir: Path, argv: list[str]) -> None:
         if "/" in key or "." in key or not (conf_dir / key).is_dir():
             continue
         choices = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
-        for v in value.split(","):  # multirun sweeps list several
-            v = v.strip()
+        for v in value.split(","):  # multirun sweeps list several; [a,b] selects several
+            v = v.strip().strip("[]").strip()
             if v and v != "null" and v not in choices and not v.startswith(("choice(", "glob(")):
                 what = _GROUP_WORDS.get(key, key)
                 extra = ", or data=file data.path=PATH" if key == "data" else ""

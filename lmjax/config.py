@@ -22,7 +22,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 SPLITS = ("position", "none")
 SHARD_MODES = ("auto", "devices", "none")
-LOGGERS = ("wandb", "none")
+LOGGERS = ("wandb", "tensorboard")  # trackers besides metrics.jsonl (logger=none: neither)
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 
 
@@ -206,17 +206,33 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class LoggerConfig:
-    name: str = "wandb"  # wandb | none (metrics.jsonl is always written)
-    mode: str = "auto"  # auto: online with an API key, else offline
-    project: str = "lmjax"
+    # Trackers besides metrics.jsonl (always written): conf/logger/<name>.yaml turns its one on,
+    # logger=[wandb,tensorboard] selects several, logger=none neither (see docs/dashboard.md).
+    # ``name`` is the older single-choice spelling (wandb | tensorboard | none, or several joined
+    # by "+"), still read from old run dirs' config.yaml; when set it alone picks the trackers.
+    name: Optional[str] = None
+    wandb: bool = False
+    tensorboard: bool = False
+    mode: str = "auto"  # W&B: auto = online with an API key, else offline
+    project: str = "lmjax"  # W&B project, entity, group (a sweep: the sweep dir's name) and tags
     entity: Optional[str] = None
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _require(self.name in LOGGERS, f"logger must be one of {LOGGERS}, got {self.name!r}")
+        if self.name is not None:
+            parts = self.name.split("+")
+            _require(self.name == "none" or all(p in LOGGERS for p in parts),
+                     f"logger must be none or any of {', '.join(LOGGERS)}, got {self.name!r}")
+            for tracker in LOGGERS:
+                object.__setattr__(self, tracker, tracker in parts)
         _require(self.mode in LOGGER_MODES,
                  f"logger.mode must be one of {LOGGER_MODES}, got {self.mode!r}")
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers this config turns on, e.g. ("wandb", "tensorboard")."""
+        return tuple(t for t in LOGGERS if getattr(self, t))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.heldout import finalize_heldout, heldout_word_sums
+from lmjax.train.optim import learning_rate
 from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
@@ -49,7 +50,9 @@ class RunWriter:
                                          keep=cfg.train.keep_checkpoints)
         self.trackers = make_trackers(cfg.logger, self.run_dir, cfg.name, cfg.to_dict(),
                                       pos.wandb_id if pos else None,
-                                      pos.logged if pos else None)
+                                      pos.logged if pos else None,
+                                      learning_rate=learning_rate(cfg.optim),
+                                      tokens_per_epoch=data.num_train * data.train.seq_len)
         self.wandb_id = self.trackers.wandb_run_id or (pos.wandb_id if pos else None)
 
     def log(self, record: dict, step: int) -> None:
