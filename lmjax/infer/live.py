@@ -184,20 +184,24 @@ class LiveKeyboard:
             self._logps.extend(lp)
         self.text = text
 
-    def suggest(self, text: str) -> Suggestions:
-        """The suggestions for the end of ``text`` (unknown tokens read as ``<unk>``)."""
+    def suggest(self, text: str, method: str | None = None) -> Suggestions:
+        """The suggestions for the end of ``text`` (unknown tokens read as ``<unk>``), by
+        ``method`` (default: the keyboard's)."""
         t0 = time.perf_counter()
+        method = method or self.method
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         text = text.lower() if self.lowercase else text
         partial = partial_word(text)
         with self._lock:
             if not self.stream:
                 comps = complete(self.loaded.predict, self.vocab, text, self.n, self.width,
-                                 method=self.method, beams=self.beams, max_len=self.max_len,
+                                 method=method, beams=self.beams, max_len=self.max_len,
                                  warn=False)
             else:
                 self._advance(text)
                 scorer = StreamScorer(self.steps, self._states[-1], self._logps[-1])
-                if self.method == "tutorial":
+                if method == "tutorial":
                     comps = tutorial_words(scorer, self.vocab, partial, self.n, self.max_len)
                 else:
                     comps = beam_words(scorer, self.vocab, partial, self.n, self.beams,
