@@ -38,7 +38,8 @@ from lmjax.infer.complete import (METHODS, Completion, beam_words, complete, par
 from lmjax.infer.score import STREAM
 
 START = "\n"
-READ_BUCKETS = (1, 8, 64, 256)  # characters read per jitted call (padded up to one of these)
+READ_BUCKETS = (1, 16, 256)  # characters read per jitted call (padded up to one of these)
+STEP_BUCKETS = (1, 4, 16, 64)  # states stepped together (live beams), padded up to one of these
 
 
 def _bucket(n: int, buckets: tuple[int, ...]) -> int:
@@ -63,8 +64,8 @@ class StreamSteps:
 
     ``read``: a (T,) id sequence from one state -> the state and next-token log-probabilities
     after every one of them (T padded up to :data:`READ_BUCKETS`, the padded steps dropped);
-    ``step``: B states advanced by one id each (B padded to a power of two), through the run's
-    own ``steps.stream``.
+    ``step``: B states advanced by one id each (B padded up to :data:`STEP_BUCKETS`), through
+    the run's own ``steps.stream``.
     """
 
     def __init__(self, loaded):
@@ -100,7 +101,7 @@ class StreamSteps:
     def step(self, states: list[np.ndarray], ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """B states (each (L, 2, 1, H)) advanced by ``ids`` (B,) -> ((B, V), (B, L, 2, 1, H))."""
         b = len(ids)
-        width = 1 << (b - 1).bit_length()
+        width = _bucket(b, STEP_BUCKETS) if b <= STEP_BUCKETS[-1] else 1 << (b - 1).bit_length()
         st = np.concatenate(states + [states[0]] * (width - b), axis=2)  # (L, 2, width, H)
         x = np.full((width, 1), PAD_ID, np.int32)
         x[:b, 0] = ids
@@ -215,7 +216,7 @@ class LiveKeyboard:
             return
         for t in READ_BUCKETS:
             self.steps.read(self.steps.zero, [UNK_ID] * t)
-        beams = self.beams or max(2 * self.n, 8)
-        for b in sorted({1 << i for i in range((2 * beams).bit_length())}):
+        beams = max(self.beams or max(2 * self.n, 8), self.n)
+        for b in STEP_BUCKETS[:1 + sum(x < beams for x in STEP_BUCKETS)]:
             self.steps.step([self.steps.zero] * b, [UNK_ID] * b)
         self.suggest("")

@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from lmjax.infer.complete import METHODS
@@ -102,7 +102,10 @@ def create_app(keyboards: dict[str, LiveKeyboard], max_chars: int = MAX_CHARS) -
         return JSONResponse({"text": text, "partial": s.partial, "kind": s.kind, "models": out,
                              "latency_ms": 1000 * (time.perf_counter() - t0)})
 
-    routes = [Route("/", index), Route("/api/models", models),
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [Route("/", index), Route("/favicon.ico", no_icon), Route("/api/models", models),
               Route("/api/suggest", suggest, methods=["POST"])]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
