@@ -172,11 +172,11 @@ class LiveKeyboard:
 
     def _advance(self, text: str) -> None:
         """Make the stack hold ``text``: pop past the common prefix, read the rest."""
-        keep = 0
-        for a, b in zip(self.text, text):
-            if a != b:
-                break
-            keep += 1
+        if text.startswith(self.text):  # typing on at the end: the common case
+            keep = len(self.text)
+        else:
+            keep = next((i for i, (a, b) in enumerate(zip(self.text, text)) if a != b),
+                        min(len(self.text), len(text)))
         del self._states[keep + 1:], self._logps[keep + 1:]
         if len(text) > keep:
             ids = [int(i) for i in self.vocab.encode(list(text[keep:]))]

@@ -71,3 +71,17 @@ def test_empty_text_offers_whole_first_words(tiny_loaded):
     assert all(c.word.isalpha() for c in s.completions)
     ps = [np.exp(c.log_prob) for c in s.completions]
     assert ps == sorted(ps, reverse=True) and 0 < sum(ps) <= 1
+
+
+def test_live_keystroke_savings(tiny_loaded):
+    from lmjax.infer.keyboard import simulate_chars, simulate_live
+
+    text, hist = "jack and jill went up the hill to fetch a pail", "jack fell down. "
+    window = LiveKeyboard(tiny_loaded, n=3, context=0)
+    got = simulate_live(window, text, (1, 3), history=hist, progress=False)
+    assert got == simulate_chars(tiny_loaded.predict, tiny_loaded.vocab, text,
+                                 tiny_loaded.seq_len, (1, 3), history=hist, progress=False)
+    stream = simulate_live(LiveKeyboard(tiny_loaded, n=3), text, (1, 3), history=hist,
+                           progress=False)
+    assert stream["words"] == got["words"] == 11
+    assert 0 < stream["keystroke_savings"]["1"] <= stream["keystroke_savings"]["3"] < 1
