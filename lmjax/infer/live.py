@@ -137,15 +137,33 @@ class StreamScorer:
         return np.stack([self.cache[k][1] for k in keys])
 
 
+@dataclass
+class _Stack:
+    """The LSTM states (and next-token log-probabilities) after each prefix of ``text``:
+    ``states[i]`` follows ``text[:i]``."""
+    text: str
+    states: list[np.ndarray]
+    logps: list[np.ndarray]
+
+    def common(self, text: str) -> int:
+        """The length of the common prefix of ``self.text`` and ``text``."""
+        if text.startswith(self.text):  # typing on at the end: the common case
+            return len(self.text)
+        return next((i for i, (a, b) in enumerate(zip(self.text, text)) if a != b),
+                    min(len(self.text), len(text)))
+
+
 class LiveKeyboard:
     """The ``n`` suggestions for a text that changes a keystroke at a time (module docstring).
 
     ``context``: ``"stream"`` (char models only; the default) or a number of tokens for the
-    batch commands' window (``0``: the trained one). Thread-safe (one call at a time).
+    batch commands' window (``0``: the trained one). ``stacks``: how many texts' state stacks
+    are kept (several users of one server each continue their own). Thread-safe (one call at
+    a time).
     """
 
     def __init__(self, loaded, n: int = 5, method: str = "beam", beams: int = 0,
-                 context: int | str = STREAM, max_len: int = 20):
+                 context: int | str = STREAM, max_len: int = 20, stacks: int = 32):
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
         if method not in METHODS:
@@ -157,33 +175,45 @@ class LiveKeyboard:
         self.stream = context == STREAM and self.vocab.level == "char"
         self.width = loaded.seq_len if context in (STREAM, 0, None) else int(context)
         self._lock = threading.Lock()
-        self.text = ""
+        self.stacks = max(1, stacks)
+        self._stacks: list[_Stack] = []  # most recently used last
         if self.stream:
             self.steps = StreamSteps(loaded)
             start = next((c for c in (START, " ") if c in self.vocab), None)
             ids = [self.vocab.id(start)] if start else [PAD_ID]
             s, lp = self.steps.read(self.steps.zero, ids)
-            self._states, self._logps = [s[-1]], [lp[-1]]  # index i: after text[:i]
+            self._stacks.append(_Stack("", [s[-1]], [lp[-1]]))
+
+    @property
+    def text(self) -> str:
+        """The text of the stack used last."""
+        return self._stacks[-1].text if self.stream else ""
 
     def unknown(self, text: str) -> list[str]:
         """The characters (or words) of ``text`` that the model does not know, sorted."""
         text = text.lower() if self.lowercase else text
         return sorted({t for t in self.vocab.tokenize(text) if t not in self.vocab})
 
-    def _advance(self, text: str) -> None:
-        """Make the stack hold ``text``: pop past the common prefix, read the rest."""
-        if text.startswith(self.text):  # typing on at the end: the common case
-            keep = len(self.text)
-        else:
-            keep = next((i for i, (a, b) in enumerate(zip(self.text, text)) if a != b),
-                        min(len(self.text), len(text)))
-        del self._states[keep + 1:], self._logps[keep + 1:]
+    def _advance(self, text: str) -> _Stack:
+        """The stack holding ``text``: the one sharing the longest prefix with it, extended
+        in place when ``text`` continues it; else a new stack (the common part shared, the
+        least recently used one dropped past ``stacks``) so other users' stacks stay."""
+        keep, best = max((st.common(text), i) for i, st in enumerate(self._stacks))
+        st = self._stacks.pop(best)
+        if keep < len(st.text):
+            fork = _Stack(text[:keep], st.states[:keep + 1], st.logps[:keep + 1])
+            self._stacks.append(st)
+            st = fork
+            if len(self._stacks) >= self.stacks:
+                self._stacks.pop(0)
         if len(text) > keep:
             ids = [int(i) for i in self.vocab.encode(list(text[keep:]))]
-            s, lp = self.steps.read(self._states[-1], ids)
-            self._states.extend(s)
-            self._logps.extend(lp)
-        self.text = text
+            s, lp = self.steps.read(st.states[-1], ids)
+            st.states.extend(s)
+            st.logps.extend(lp)
+        st.text = text
+        self._stacks.append(st)
+        return st
 
     def suggest(self, text: str, method: str | None = None) -> Suggestions:
         """The suggestions for the end of ``text`` (unknown tokens read as ``<unk>``), by
@@ -200,8 +230,8 @@ class LiveKeyboard:
                                  method=method, beams=self.beams, max_len=self.max_len,
                                  warn=False)
             else:
-                self._advance(text)
-                scorer = StreamScorer(self.steps, self._states[-1], self._logps[-1])
+                st = self._advance(text)
+                scorer = StreamScorer(self.steps, st.states[-1], st.logps[-1])
                 if method == "tutorial":
                     comps = tutorial_words(scorer, self.vocab, partial, self.n, self.max_len)
                 else:

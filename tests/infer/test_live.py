@@ -42,9 +42,23 @@ def test_typing_editing_and_jumping_equal_reading_from_scratch(tiny_loaded, meth
     edits += [QUOTE[:15], QUOTE[:12] + "x", "jack and ji", QUOTE[:40], ""]  # backspace, jumps
     for text in edits:
         got = kb.suggest(text)
-        assert kb.text == text and len(kb._states) == len(text) + 1
+        assert kb.text == text and len(kb._stacks[-1].states) == len(text) + 1
         assert words(got) == fresh(tiny_loaded, text, method), text
     assert all(w.startswith("ji") for w in words(kb.suggest("jack and ji")))
+    assert len(kb._stacks) <= 32
+
+
+def test_each_user_continues_their_own_stack(tiny_loaded):
+    kb = LiveKeyboard(tiny_loaded, stacks=3)
+    texts = ["jack and jill", "that which does", "to fetch a pail"]
+    for k in range(1, 16):  # three users typing in turns
+        for t in texts:
+            assert words(kb.suggest(t[:k])) == fresh(tiny_loaded, t[:k]), t[:k]
+    assert sorted(st.text for st in kb._stacks) == sorted(texts)
+    reads = []
+    kb.steps.read = lambda *a, _r=kb.steps.read: reads.append(len(a[1])) or _r(*a)
+    kb.suggest(texts[0] + " w")  # continues user 0's stack: reads two characters only
+    assert reads == [2] and len(kb._stacks) == 3
 
 
 def test_stream_state_gives_the_scorers_log_probabilities(tiny_loaded):
@@ -52,7 +66,7 @@ def test_stream_state_gives_the_scorers_log_probabilities(tiny_loaded):
     kb.suggest(QUOTE)
     ids = tiny_loaded.vocab.encode(list(START + QUOTE))
     lp, _ = stream_logprobs(tiny_loaded, ids)  # log p(ids[i] | ids[:i]), i >= 1
-    mine = np.array([kb._logps[i][ids[i + 1]] for i in range(len(QUOTE))])
+    mine = np.array([kb._stacks[-1].logps[i][ids[i + 1]] for i in range(len(QUOTE))])
     np.testing.assert_allclose(mine, lp, atol=1e-5)
 
 
