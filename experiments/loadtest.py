@@ -40,12 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     server = nullcontext(a["url"])
     if a["run"]:
         setup()
-        from experiments.serve import keyboards
-        from lmjax.infer.serve import ServerThread, create_app
+        from lmjax.infer.serve import ServerThread, create_app, load_keyboards
 
-        kbs = keyboards({"run": a["run"], "runs": None, "checkpoint": "latest", "n": 5,
-                         "method": "beam", "beams": 0, "context": "stream"})
-        server = ServerThread(create_app(kbs))
+        server = ServerThread(create_app(load_keyboards(a["run"], None)))
     with server as url:
         r = load_test(url, a["clients"], a["seconds"])
     print(json.dumps(r, indent=2) if a["json"] else format_load(r))

@@ -33,35 +33,17 @@ SPEC = [
 ]
 
 
-def keyboards(a: dict) -> dict:
-    """name -> a warmed-up LiveKeyboard, for run= or runs= (names: the run dirs as given)."""
-    from lmjax.errors import ConfigError
-    from lmjax.infer.live import LiveKeyboard
-    from lmjax.infer.load import load_run, parse_checkpoint
-
-    dirs = [d.strip() for d in (a["runs"] or a["run"] or "").split(",") if d.strip()]
-    if not dirs or (a["run"] and a["runs"]):
-        raise ConfigError("give run=RUN_DIR or runs=RUN_A,RUN_B (one of them)")
-    if len(set(dirs)) < len(dirs):
-        raise ConfigError(f"runs= names a run twice: {a['runs']}")
-    out = {}
-    for d in dirs:
-        kb = LiveKeyboard(load_run(d, parse_checkpoint(a["checkpoint"])), a["n"], a["method"],
-                          a["beams"], a["context"])
-        kb.warm_up()
-        out[d] = kb
-    return out
-
-
 @friendly_errors
 def main(argv: list[str] | None = None) -> None:
     a = parse("experiments.serve", __doc__, SPEC, argv)
     setup()
     import uvicorn
 
-    from lmjax.infer.serve import create_app
+    from lmjax.infer.serve import create_app, load_keyboards
 
-    app = create_app(keyboards(a), a["max_chars"])
+    kbs = load_keyboards(a["run"], a["runs"], a["checkpoint"], n=a["n"], method=a["method"],
+                         beams=a["beams"], context=a["context"])
+    app = create_app(kbs, a["max_chars"])
     print(f"serving http://{a['host']}:{a['port']} (Ctrl-C stops)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=a["host"], port=a["port"], log_level="warning")
 

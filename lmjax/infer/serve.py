@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from lmjax.errors import ConfigError
 from lmjax.infer.complete import METHODS
 from lmjax.infer.live import LiveKeyboard
 
@@ -69,6 +70,25 @@ def _parse(body: bytes, max_chars: int) -> tuple[str, str | None]:
     if method is not None and method not in METHODS:
         raise HTTPException(422, f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     return text, method
+
+
+def load_keyboards(run: str | None, runs: str | None, checkpoint: str = "latest",
+                   **kwargs) -> dict[str, LiveKeyboard]:
+    """name -> a warmed-up LiveKeyboard (``kwargs``: its n, method, beams, context) for the
+    commands' ``run=DIR`` or ``runs=DIR_A,DIR_B``; the names are the directories as given."""
+    from lmjax.infer.load import load_run, parse_checkpoint
+
+    dirs = [d.strip() for d in (runs or run or "").split(",") if d.strip()]
+    if not dirs or (run and runs):
+        raise ConfigError("give run=RUN_DIR or runs=RUN_A,RUN_B (one of them)")
+    if len(set(dirs)) < len(dirs):
+        raise ConfigError(f"runs= names a run twice: {runs}")
+    out = {}
+    for d in dirs:
+        kb = LiveKeyboard(load_run(d, parse_checkpoint(checkpoint)), **kwargs)
+        kb.warm_up()
+        out[d] = kb
+    return out
 
 
 def create_app(keyboards: dict[str, LiveKeyboard], max_chars: int = MAX_CHARS) -> Starlette:

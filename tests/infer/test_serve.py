@@ -80,3 +80,21 @@ def test_short_load_test_has_no_errors(server):
     r = load_test(server, clients=5, seconds=2)
     assert r["errors"] == 0 and r["requests"] >= 10
     assert r["requests_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "give run=RUN_DIR or runs=RUN_A,RUN_B"),
+    (["run=a", "runs=b,c"], "(one of them)"),
+    (["runs=a,a"], "names a run twice"),
+    (["run=/nonexistent/run"], "not an lmjax run directory"),
+    (["run=x", "port=http"], "port='http' is not a valid int"),
+])
+def test_serve_argument_errors_are_one_line(args, words, capsys, monkeypatch):
+    code, _, err = call("serve", args, capsys, monkeypatch)
+    assert code == 2 and err.startswith("lmjax: error:") and words in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_loadtest_needs_one_target(capsys, monkeypatch):
+    code, _, err = call("loadtest", ["clients=2"], capsys, monkeypatch)
+    assert code == 2 and "give url=" in err and len(err.strip().splitlines()) == 1
