@@ -190,8 +190,10 @@ class LiveKeyboard:
         return self._stacks[-1].text if self.stream else ""
 
     def unknown(self, text: str) -> list[str]:
-        """The characters (or words) of ``text`` that the model does not know, sorted."""
+        """The characters (or complete words) of ``text`` that the model does not know."""
         text = text.lower() if self.lowercase else text
+        if self.vocab.level == "word":  # the word being typed is not a word yet
+            text = text[:len(text) - len(partial_word(text))]
         return sorted({t for t in self.vocab.tokenize(text) if t not in self.vocab})
 
     def _advance(self, text: str) -> _Stack:

@@ -10,9 +10,10 @@ Starlette (routing, requests, JSON responses) served by uvicorn; the page is the
 
 Bad requests get a 4xx JSON answer ``{"error": "one line"}`` and the server keeps serving: a body
 that is not UTF-8 or not JSON (400), a text over ``max_chars`` (413), a missing or non-string
-``text``, an unknown ``method`` or characters outside a model's vocabulary (422), a wrong HTTP
-method (405), an unknown path (404). Each model's keyboard answers one request at a time (its
-stack of states follows the last text asked for), in Starlette's thread pool.
+``text``, an unknown ``method`` or characters outside a char model's vocabulary (422; a word
+model reads unknown words as ``<unk>``), a wrong HTTP method (405), an unknown path (404). Each
+model's keyboard answers one request at a time (each user's text continues its own stack of
+states), in Starlette's thread pool.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def create_app(keyboards: dict[str, LiveKeyboard], max_chars: int = MAX_CHARS) -
         except HTTPException as e:
             return _error(e.status_code, e.detail)
         for name, kb in keyboards.items():
-            unknown = kb.unknown(text)
+            unknown = kb.unknown(text) if kb.vocab.level == "char" else []  # new words: <unk>
             if unknown:
                 return _error(422, f"characters not in the vocabulary of {name}: "
                                    f"{', '.join(map(repr, unknown[:10]))}")

@@ -3,7 +3,7 @@
 import pytest
 
 from lmjax.config import (Config, DataConfig, FramingConfig, LoggerConfig, ModelConfig,
-                          OptimConfig, TrainConfig)
+                          OptimConfig, SampleConfig, TrainConfig)
 from lmjax.infer.keyboard import TUTORIAL_QUOTES
 from lmjax.train.loop import run
 
@@ -19,7 +19,8 @@ def train_tiny(run_dir, seed: int = 0, hidden: int = 24):
                  framing=FramingConfig(name="sequence", level="char", seq_len=16, step=0),
                  model=ModelConfig(embed_size=0, hidden_size=hidden),
                  optim=OptimConfig(name="adam", lr=2e-2), logger=LoggerConfig(name="none"),
-                 train=TrainConfig(epochs=6, batch_size=16, progress=False), seed=seed)
+                 train=TrainConfig(epochs=6, batch_size=16, progress=False),
+                 sample=SampleConfig(prompts=[], length=0), seed=seed)
     run(cfg, run_dir)
     return run_dir
 
@@ -28,12 +29,6 @@ def train_tiny(run_dir, seed: int = 0, hidden: int = 24):
 def tiny_run(tmp_path_factory):
     """A char model (1 x 24) of nursery rhymes and the tutorial's quotes."""
     return train_tiny(tmp_path_factory.mktemp("live") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_run_b(tmp_path_factory):
-    """A second, different char model (another seed and size), for side-by-side pages."""
-    return train_tiny(tmp_path_factory.mktemp("live") / "tiny_b", seed=1, hidden=16)
 
 
 @pytest.fixture(scope="session")

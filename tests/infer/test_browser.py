@@ -16,14 +16,14 @@ QUOTE = "That which does not kill us makes us stronger."
 
 
 @pytest.fixture(scope="module")
-def page_of_two(tiny_loaded, tiny_run, tiny_run_b):
+def page_of_two(tiny_loaded):
+    """The page of two keyboards side by side: one model with the whole text as context and
+    with its 40-character window (they differ; two runs are shown the same way)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium (.ci/run installs Debian's chromium)")
-    from lmjax.infer.load import load_run
-
-    kbs = {str(tiny_run): LiveKeyboard(tiny_loaded, n=3),
-           str(tiny_run_b): LiveKeyboard(load_run(tiny_run_b), n=3)}
+    kbs = {"stream": LiveKeyboard(tiny_loaded, n=3),
+           "window": LiveKeyboard(tiny_loaded, n=3, context=0)}
     for kb in kbs.values():
         kb.warm_up()
     with ServerThread(create_app(kbs)) as url, sync_api.sync_playwright() as p:
@@ -42,15 +42,17 @@ def shown(page, m: int, text: str) -> list[str]:
     return page.locator(f"#model-{m} li .word").all_inner_texts()
 
 
-def test_typing_in_the_page_shows_the_commands_suggestions(page_of_two, tiny_run, tiny_run_b,
-                                                           capsys, monkeypatch):
+def test_typing_in_the_page_shows_the_commands_suggestions(page_of_two, tiny_run, capsys,
+                                                           monkeypatch):
     page = page_of_two
     typed = QUOTE[:16]  # "That which does "
     box = page.locator("#text")
     box.press_sequentially(typed, delay=30)  # a key at a time
-    for m, run in enumerate((tiny_run, tiny_run_b)):
-        _, out, _ = call("suggest", [f"run={run}", f"text={typed}", "n=3"], capsys, monkeypatch)
+    for m, context in enumerate(("stream", "0")):
+        _, out, _ = call("suggest", [f"run={tiny_run}", f"text={typed}", "n=3",
+                                     f"context={context}"], capsys, monkeypatch)
         assert shown(page, m, typed) == out.strip().split(" | ")
+    assert page.locator("#model-1 h2").inner_text() == "window"
     first = shown(page, 0, typed)[0]
     box.press("Tab")
     assert box.input_value() == typed + first

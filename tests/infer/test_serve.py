@@ -98,3 +98,16 @@ def test_serve_argument_errors_are_one_line(args, words, capsys, monkeypatch):
 def test_loadtest_needs_one_target(capsys, monkeypatch):
     code, _, err = call("loadtest", ["clients=2"], capsys, monkeypatch)
     assert code == 2 and "give url=" in err and len(err.strip().splitlines()) == 1
+
+
+
+def test_unknown_counts_only_complete_words_of_a_word_model(tiny_loaded):
+    from types import SimpleNamespace
+
+    from lmjax.data.vocab import Vocab
+
+    kb = LiveKeyboard(tiny_loaded)
+    assert kb.unknown("jack \u00e9t\u00e9 ji") == ["\u00e9"]  # char model: every character
+    words = SimpleNamespace(vocab=Vocab("word", ("<pad>", "<unk>", "jack", "and", "jill")),
+                            lowercase=True)
+    assert LiveKeyboard.unknown(words, "Jack and zebra ji") == ["zebra"]  # "ji" is being typed
