@@ -99,3 +99,14 @@ def test_live_keystroke_savings(tiny_loaded):
                            progress=False)
     assert stream["words"] == got["words"] == 11
     assert 0 < stream["keystroke_savings"]["1"] <= stream["keystroke_savings"]["3"] < 1
+
+
+def test_keyboard_eval_stream_simulates_the_live_keyboard(tiny_loaded):
+    from lmjax.infer.keyboard import keyboard_eval, simulate_live, split_texts
+
+    r = keyboard_eval(tiny_loaded, "test", (1, 3), max_words=15, context="stream",
+                      progress=False, write=False)
+    text = split_texts(tiny_loaded.cfg)[0]["test"]
+    ref = simulate_live(LiveKeyboard(tiny_loaded, n=3), text, (1, 3), 15, progress=False)
+    assert r["context"] == "stream" and r["words"] == 15
+    assert r["keystroke_savings"] == ref["keystroke_savings"] and r["hit_rate"] == ref["hit_rate"]
