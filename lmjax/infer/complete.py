@@ -27,6 +27,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -68,16 +69,30 @@ def _char_classes(vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     return word, sep
 
 
-def _batch(prefix: list[int], seqs: list[list[int]], width: int) -> np.ndarray:
-    return np.stack([fit_context(prefix + s, width) for s in seqs])
+# [continuation after the typed text (ids)] -> (len, V) log-probabilities of the token after each
+NextLogProbs = Callable[[list[list[int]]], np.ndarray]
+
+
+def window_scorer(predict: PredictFn, ids: list[int], width: int) -> NextLogProbs:
+    """The batch commands' context: each continuation after ``ids``, fitted to the trained
+    window ``width`` (left-truncated or left-padded), read by one predict call."""
+    def next_logp(seqs: list[list[int]]) -> np.ndarray:
+        return predict(np.stack([fit_context(ids + list(s), width) for s in seqs]))
+    return next_logp
 
 
 def complete_tutorial(predict: PredictFn, vocab: Vocab, ids: list[int], partial: str, n: int,
                       width: int, max_len: int = 30) -> list[Completion]:
-    """The tutorial's method (see the module docstring); the ``n`` continuations are extended
-    together, one predict call per character."""
+    """The tutorial's method (see the module docstring) on the trained window."""
+    return tutorial_words(window_scorer(predict, ids, width), vocab, partial, n, max_len)
+
+
+def tutorial_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int,
+                   max_len: int = 30) -> list[Completion]:
+    """The tutorial's method from any context (``next_logp``); the ``n`` continuations are
+    extended together, one ``next_logp`` call per character."""
     word_mask, sep_mask = _char_classes(vocab)
-    logp = np.asarray(predict(_batch(ids, [[]], width))[0], np.float64)
+    logp = np.asarray(next_logp([[]])[0], np.float64)
     allowed = word_mask | (sep_mask if partial else False)
     first = np.where(allowed, logp, -np.inf)
     order: list[int] = []  # all separators mean the same word: offer one of them at most
@@ -93,7 +108,7 @@ def complete_tutorial(predict: PredictFn, vocab: Vocab, ids: list[int], partial:
         todo = [j for j, d in enumerate(done) if not d]
         if not todo:
             break
-        out = np.asarray(predict(_batch(ids, [seqs[j] for j in todo], width)), np.float64)
+        out = np.asarray(next_logp([seqs[j] for j in todo]), np.float64)
         out[:, [PAD_ID, UNK_ID]] = -np.inf
         for row, j in zip(out, todo):
             c = int(np.argmax(row))
@@ -112,15 +127,21 @@ def complete_tutorial(predict: PredictFn, vocab: Vocab, ids: list[int], partial:
 
 def complete_beam(predict: PredictFn, vocab: Vocab, ids: list[int], partial: str, n: int,
                   width: int, beams: int = 0, max_len: int = 20) -> list[Completion]:
+    """The beam method (see the module docstring) on the trained window."""
+    return beam_words(window_scorer(predict, ids, width), vocab, partial, n, beams, max_len)
+
+
+def beam_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int, beams: int = 0,
+               max_len: int = 20) -> list[Completion]:
     """The ``n`` most probable whole words found by a beam search of ``beams`` (default
-    ``max(2n, 8)``) live beams; see the module docstring."""
+    ``max(2n, 8)``) live beams from any context (``next_logp``); see the module docstring."""
     word_mask, sep_mask = _char_classes(vocab)
     beams = beams or max(2 * n, 8)
     word_ids = np.flatnonzero(word_mask)
     live: list[tuple[list[int], float]] = [([], 0.0)]
     finished: list[tuple[float, list[int]]] = []
     for step in range(max_len + 1):
-        logp = np.asarray(predict(_batch(ids, [s for s, _ in live], width)), np.float64)
+        logp = np.asarray(next_logp([s for s, _ in live]), np.float64)
         end = np.logaddexp.reduce(np.where(sep_mask, logp, -np.inf), axis=1)
         for (s, lp), e in zip(live, end):
             if (partial or s) and np.isfinite(e):

@@ -42,7 +42,7 @@ from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab, tokenize_lines
 from lmjax.errors import ConfigError
 from lmjax.infer.complete import complete, format_completions, prompt_completions
 from lmjax.infer.generate import PredictFn, fit_context
-from lmjax.infer.score import heldout_next_token
+from lmjax.infer.score import STREAM, heldout_next_token
 
 _WORD = re.compile(r"(?:[^\W_]|')+")
 
@@ -130,6 +130,42 @@ def simulate_chars(predict: PredictFn, vocab: Vocab, text: str, width: int,
     return _tally(words, accepted, ns, keystrokes)
 
 
+def simulate_live(kb, text: str, ns: Sequence[int] = (1, 3, 5), max_words: int = 2000,
+                  history: str = "", progress: bool = True) -> dict:
+    """:func:`simulate_chars` with a :class:`~lmjax.infer.live.LiveKeyboard` (``kb``, whose
+    ``n`` must be at least ``max(ns)``): with ``context="stream"`` every suggestion sees all the
+    text typed before it (after the last ``STREAM_WARMUP`` characters of ``history``), its
+    LSTM state advanced one character at a time, exactly as the interactive keyboard."""
+    from lmjax.infer.score import STREAM_WARMUP
+
+    nmax = max(ns)
+    if kb.n < nmax:
+        raise ConfigError(f"the keyboard shows {kb.n} suggestions; need n >= {nmax}")
+    matches = list(_WORD.finditer(text))[:max_words] if max_words else list(_WORD.finditer(text))
+    if not matches:
+        return _tally([], [], ns, 0)
+    hist = history[-STREAM_WARMUP:]
+    full, off = hist + text, len(hist)
+    words, accepted = [], []
+    bar = _progress(len(matches), progress)
+    with bar or nullcontext():
+        task = bar.add_task("k", total=len(matches)) if bar else None
+        for m in matches:
+            w, s = m.group(), m.start() + off
+
+            def ranks():
+                for j in range(len(w) - 1):
+                    sugg = [c.word for c in kb.suggest(full[:s + j]).completions[:nmax]]
+                    yield sugg.index(w) if w in sugg else None
+
+            words.append(w)
+            accepted.append(_accept(ranks(), ns))
+            if bar:
+                bar.update(task, advance=1)
+    keystrokes = matches[-1].end() - matches[0].start()
+    return _tally(words, accepted, ns, keystrokes)
+
+
 def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
                    ns: Sequence[int] = (1, 3, 5), max_words: int = 2000, history: str = "",
                    batch_size: int = 256, progress: bool = True) -> dict:
@@ -201,7 +237,12 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         nt = heldout_next_token(loaded, text, context, history, progress=(
             (lambda done, total: bar.update(task, completed=done, total=total)) if bar else None))
     t1 = time.perf_counter()
-    if level == "char":
+    if level == "char" and context == STREAM:
+        from lmjax.infer.live import LiveKeyboard
+
+        kb = LiveKeyboard(loaded, n=max(ns), method=method)
+        ks = simulate_live(kb, text, ns, max_words, history, progress)
+    elif level == "char":
         ks = simulate_chars(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, method,
                             max_words, history, progress)
     else:
