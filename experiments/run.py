@@ -42,9 +42,9 @@ def main(dcfg: DictConfig) -> float | None:
                 print(_report(s))
             losses = [s["val_loss"] for s in per_seed]
             return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
-        from lmjax.train.loop import run
+        from lmjax.search.trial import run_trial  # a trial of an Optuna search reports to it
 
-        return run(cfg, out)
+        return run_trial(cfg, out)
 
     summary = run_job(job, info)  # a multirun records a failed job and goes on
     if summary is None:
