@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from lmjax.cli import check_group_choices, friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
+from lmjax.search.space import check_overrides
 from lmjax.sweep import job_info, name_job, run_job
 
 register_configs()
@@ -72,4 +73,5 @@ def _report(s: dict) -> str:
 
 if __name__ == "__main__":
     check_group_choices(Path(__file__).resolve().parents[1] / "conf", sys.argv[1:])
+    friendly_errors(check_overrides)(sys.argv[1:])  # one line for an unreadable search space
     main()

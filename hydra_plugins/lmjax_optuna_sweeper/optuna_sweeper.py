@@ -7,6 +7,7 @@ uses the installed Optuna (docs/search.md).
 
 # (no "from __future__ import annotations": Hydra loads plugin modules outside sys.modules,
 # where dataclasses cannot resolve string annotations)
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -90,5 +91,8 @@ class OptunaSweeper(Sweeper):
         try:
             self.validate_batch_is_legal(batch)
         except (HydraException, ValueError) as e:  # an unknown key or group value
-            msg = " ".join(str(e).split("\n")[0:1]).strip() or type(e).__name__
+            text = str(e)
+            m = re.search(r"Could not override '([^']+)'", text)
+            msg = (f"{m.group(1)} is not a config key (python -m experiments.run --cfg job "
+                   f"shows them)" if m else (text.splitlines() or [type(e).__name__])[0])
             raise ConfigError(f"the search space does not fit the config: {msg}") from None

@@ -180,3 +180,20 @@ def _describe(d: Any) -> str:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Command-line overrides that Hydra's grammar cannot read (``'optim.lr=interval(1e-4'``)
+    raise :class:`SearchSpaceError` with one line, before Hydra reports them over several."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as e:
+            raise SearchSpaceError(f"cannot read the override {arg!r}: {_first_line(e)} (the "
+                                   f"syntax: docs/search.md, 'Search spaces')") from None
