@@ -9,6 +9,7 @@ at once (each asks for its own trials; Optuna numbers them).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from lmjax.errors import Interrupted
 from lmjax.fmt import num
 from lmjax.search.space import SearchSpace, parse_space
 from lmjax.search.study import (ERROR_ATTR, SearchSettings, Heartbeat, fail_stale, open_storage,
-                                open_study, progress, retry)
+                                open_study, progress, retry, tell)
 
 # launch(overrides of each job, number of the first job) -> one result per job: (ok, error)
 Launch = Callable[[list[list[str]], int], Sequence[Any]]
@@ -47,11 +48,14 @@ class Search:
                   f"done" + (f" ({p.complete} complete, {p.pruned} pruned)" if p.ended else ""))
         for k, d in space.describe().items():
             self.echo(f"  {k}: {d}")
+        n_trials = s.n_trials
+        if s.sampler == "grid":  # Optuna's grid sampler repeats points once all are done
+            n_trials = min(n_trials, math.prod(len(v) for v in space.grid().values()))
         waiting_since = None
         while True:
             fail_stale(study)  # trials of a killed process: FAIL, and queued again
             p = progress(study)
-            k = min(s.n_jobs, p.todo(s.n_trials))
+            k = min(s.n_jobs, p.todo(n_trials))
             if k == 0:
                 if p.running == 0:
                     break
@@ -96,7 +100,7 @@ class Search:
                    f"{type(err).__name__}: {err}" if err else "the job reported no result")
             if stop is None:  # an interrupted trial is not counted as ended: it is rerun
                 storage.set_trial_user_attr(tid, ERROR_ATTR, why)
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            tell(study, t.number, state=optuna.trial.TrialState.FAIL)
             if stop is not None:
                 retry(study, self.settings, t.number)
             self.echo(f"trial {t.number}: failed: {why}")

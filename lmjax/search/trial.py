@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lmjax.errors import Interrupted, LmjaxError, Pruned
 from lmjax.fmt import num
-from lmjax.search.study import DIR_ATTR, ERROR_ATTR, SearchSettings, open_storage
+from lmjax.search.study import DIR_ATTR, ERROR_ATTR, SearchSettings, open_storage, tell
 
 
 def current_settings() -> SearchSettings | None:
@@ -82,7 +82,7 @@ class _Trial:
         epoch = int(record.get("epoch", step))
         self.trial.report(float(v), epoch)
         self.reported = True
-        if self.trial.should_prune():
+        if self.s.pruner != "none" and self.trial.should_prune():
             raise Pruned(f"trial {self.number} pruned by the {self.s.pruner} pruner after epoch "
                          f"{epoch}: {self.s.metric} {num(v)}")
 
@@ -98,7 +98,7 @@ class _Trial:
         last = {k: v for k, v in self.last.items() if k != "epoch"}
         summary = {**last, **info, "pruned_after_epoch": self.last.get("epoch")}
         path.write_text(json.dumps(summary, indent=2) + "\n")
-        self.study.tell(self.number, state=optuna.trial.TrialState.PRUNED)
+        tell(self.study, self.number, state=optuna.trial.TrialState.PRUNED)
         print(f"lmjax: {e}", flush=True)
         return {**summary, "_printed": True}  # experiments.run prints nothing more for it
 
@@ -107,7 +107,7 @@ class _Trial:
 
         v = summary.get(self.s.metric)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            self.study.tell(self.number, float(v))
+            tell(self.study, self.number, float(v))
             return summary
         keys = sorted(k for k, x in summary.items()
                       if isinstance(x, (int, float)) and not isinstance(x, bool))
@@ -115,7 +115,7 @@ class _Trial:
                f"summary.json has no {self.s.metric!r}; hydra.sweeper.metric can be any of "
                f"{', '.join(keys)}")
         self.trial.set_user_attr(ERROR_ATTR, why)
-        self.study.tell(self.number, state=optuna.trial.TrialState.FAIL)
+        tell(self.study, self.number, state=optuna.trial.TrialState.FAIL)
         print(f"lmjax: error: trial {self.number}: {why}", file=sys.stderr, flush=True)
         return summary
 
@@ -130,7 +130,7 @@ class _Trial:
                 line = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
                 self.trial.set_user_attr(ERROR_ATTR, line if isinstance(e, LmjaxError) else
                                          f"{line} (see {self.run_dir / 'error.txt'})")
-            self.study.tell(self.number, state=optuna.trial.TrialState.FAIL)
+            tell(self.study, self.number, state=optuna.trial.TrialState.FAIL)
             if interrupted:
                 from lmjax.search.study import retry
 
