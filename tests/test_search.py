@@ -11,7 +11,9 @@ import time
 import optuna
 import pytest
 
+from lmjax.search.driver import Search
 from lmjax.search.space import SearchSpaceError, parse_space
+from lmjax.search.study import SearchSettings, open_storage
 
 from .conftest import REPO
 
@@ -148,6 +150,7 @@ def test_compare_shows_trials_best_first_with_optunas_plots(search, tmp_path):
 
 # --- survives: kill -9 mid-search, then continue ------------------------------------------
 
+@pytest.mark.slow  # two searches in subprocesses: ~40-70 s on a busy 2-core machine
 def test_a_killed_search_continues_where_it_stopped(tmp_path):
     d = tmp_path / "s"
     args = ["-m", "experiment=search_rhyme", f"hydra.sweep.dir={d}", *QUICK,
@@ -187,3 +190,73 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path):
     for t in complete:  # each trial its own dir, by number
         s = json.loads((d / str(t.number) / "summary.json").read_text())
         assert s["status"] == "completed" and t.value == pytest.approx(s["val_loss"])
+
+
+# --- survives, the search loop alone (jobs faked: no training) --------------------------------
+
+SPACE = ["optim.lr=tag(log,interval(1e-4,1e-2))", "model.hidden_size=choice(8,16,32)"]
+
+
+class FakeJobs:
+    """A launcher whose jobs tell the study a value made from their params, as a job would."""
+
+    def __init__(self, storage, sleep=0.0):
+        self.storage, self.sleep, self.launched = storage, sleep, []
+
+    def __call__(self, jobs, first):
+        study = optuna.load_study(study_name="search", storage=self.storage)
+        for job in jobs:
+            kv = dict(o.split("=", 1) for o in job)
+            n = int(kv["hydra.sweeper.trial"])
+            self.launched.append(n)
+            time.sleep(self.sleep)
+            study.tell(n, float(kv["optim.lr"]) * int(kv["model.hidden_size"]))
+        return [None] * len(jobs)
+
+
+def _search(d, n_trials, jobs, **kw):
+    s = SearchSettings(n_trials=n_trials, heartbeat_s=1, grace_s=2, seed=0, pruner="none", **kw)
+    return Search(s, d, launch=jobs, validate=lambda batch: None, echo=lambda line: None)
+
+
+def test_a_rerun_retries_a_dead_trial_and_reruns_nothing_finished(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    jobs = FakeJobs(url)
+    _search(tmp_path, 2, jobs).run(SPACE)
+    assert jobs.launched == [0, 1]
+    # a process that died mid-trial: trial 2 RUNNING, its heartbeat stopped
+    storage = open_storage(url, SearchSettings(heartbeat_s=1, grace_s=2))
+    study = optuna.load_study(study_name="search", storage=storage)
+    dead = study.ask(parse_space(SPACE).distributions)
+    study_id = storage.get_study_id_from_name("search")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, 2))
+    time.sleep(3.2)  # > grace_s (SQLite keeps heartbeat times in whole seconds)
+
+    jobs = FakeJobs(url)
+    _search(tmp_path, 4, jobs).run(SPACE)
+    trials = study_of(tmp_path).get_trials()
+    assert jobs.launched == [3, 4]  # 0 and 1 not rerun; 3 is 2's retry, 4 a new one
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE",
+                                              "COMPLETE"]
+    assert trials[3].params == dead.params and trials[3].system_attrs["failed_trial"] == 2
+    assert trials[4].params not in (trials[0].params, trials[1].params)  # no replayed draws
+
+
+def test_two_workers_share_one_study(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    workers = [FakeJobs(url, sleep=0.05), FakeJobs(url, sleep=0.05)]
+    _search(tmp_path, 1, FakeJobs(url)).run(SPACE)  # the study exists before both start
+    threads = [threading.Thread(target=_search(tmp_path, 8, w).run, args=(SPACE,))
+               for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    launched = workers[0].launched + workers[1].launched
+    assert len(launched) == len(set(launched))  # no trial run twice
+    assert workers[0].launched and workers[1].launched  # both did work
+    trials = study_of(tmp_path).get_trials()
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert 8 <= len(trials) <= 9  # two workers may both start the last trial
