@@ -44,13 +44,16 @@ def run_trial(cfg: Any, run_dir: Path, train: Callable[..., dict] | None = None)
         return train(cfg, run_dir)
     trial = _Trial(s, run_dir)
     try:
-        summary = train(cfg, run_dir, on_epoch=trial.on_epoch)
-    except Pruned as e:
-        return trial.pruned(e)
-    except BaseException as e:
-        trial.failed(e)
-        raise
-    return trial.finished(summary)
+        try:
+            summary = train(cfg, run_dir, on_epoch=trial.on_epoch)
+        except Pruned as e:
+            return trial.pruned(e)
+        except BaseException as e:
+            trial.failed(e)
+            raise
+        return trial.finished(summary)
+    finally:
+        trial.storage.engine.dispose()  # many trials run in one process
 
 
 class _Trial:
@@ -63,7 +66,7 @@ class _Trial:
 
         assert s.trial is not None and s.storage
         self.s, self.run_dir, self.number = s, Path(run_dir), s.trial
-        storage = open_storage(s.storage, s)
+        self.storage = storage = open_storage(s.storage, s)
         self.study = optuna.load_study(study_name=s.study_name, storage=storage,
                                        pruner=make_pruner(s))
         study_id = storage.get_study_id_from_name(s.study_name)
@@ -135,6 +138,8 @@ class _Trial:
                 from lmjax.search.study import retry
 
                 retry(self.study, self.s, self.number)
+                print(f"lmjax: trial {self.number} interrupted; it is queued again: run the same "
+                      f"search command to continue the study", file=sys.stderr, flush=True)
         except Exception as err:  # noqa: BLE001 - the run's own error matters more
             print(f"lmjax: trial {self.number}: could not record the failure in the study: "
                   f"{err}", file=sys.stderr, flush=True)
