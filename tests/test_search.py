@@ -260,3 +260,15 @@ def test_two_workers_share_one_study(tmp_path):
     trials = study_of(tmp_path).get_trials()
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert 8 <= len(trials) <= 9  # two workers may both start the last trial
+
+
+def test_a_study_is_not_continued_with_another_space_or_metric(tmp_path):
+    from lmjax.errors import ConfigError
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _search(tmp_path, 1, FakeJobs(url)).run(SPACE)
+    with pytest.raises(ConfigError, match="was started with search space"):
+        _search(tmp_path, 2, FakeJobs(url)).run(SPACE[:1])
+    with pytest.raises(ConfigError, match="was started with metric val_loss, not val_accuracy"):
+        _search(tmp_path, 2, FakeJobs(url), metric="val_accuracy").run(SPACE)
+    assert len(study_of(tmp_path).get_trials()) == 1

@@ -51,7 +51,7 @@ class Search:
         n_trials = s.n_trials
         if s.sampler == "grid":  # Optuna's grid sampler repeats points once all are done
             n_trials = min(n_trials, math.prod(len(v) for v in space.grid().values()))
-        waiting_since = None
+        waiting = False
         while True:
             fail_stale(study)  # trials of a killed process: FAIL, and queued again
             p = progress(study)
@@ -59,12 +59,12 @@ class Search:
             if k == 0:
                 if p.running == 0:
                     break
-                if waiting_since is None:  # another process's trials (or a dead one's)
-                    waiting_since = time.monotonic()
+                if not waiting:  # another process's trials (or a dead one's, until it is stale)
+                    waiting = True
                     self.echo(f"search: waiting for {p.running} trial(s) running elsewhere")
                 time.sleep(min(s.heartbeat_s, 5))
                 continue
-            waiting_since = None
+            waiting = False
             self._batch(study, storage, study_id, space, url, k)
         self._summary(study)
         return study

@@ -171,8 +171,9 @@ def open_study(s: SearchSettings, storage: Any, space: SearchSpace | None = None
         if key not in have:
             study.set_user_attr(key, value)
         elif have[key] != value:
+            what = key.replace("_", " ")
             raise ConfigError(
-                f"study {s.study_name!r} in {_where(storage)} was started with {key.replace('_', ' ')} "
+                f"study {s.study_name!r} in {_where(storage)} was started with {what} "
                 f"{have[key]}, not {value}; rerun with the same search, or start a new study "
                 f"with another hydra.sweep.dir or hydra.sweeper.study_name")
     return study
