@@ -92,6 +92,7 @@ def search(tmp_path_factory):
             "optim.lr=choice(0.05,1e-7)", "model.hidden_size=choice(8,16)",
             "hydra.sweeper.sampler=grid", "hydra.sweeper.seed=0", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.pruner_startup_trials=1", "hydra.sweeper.pruner_warmup_epochs=3",
+            "hydra.sweeper.report_every_epochs=1",
             "train.epochs=20")
     assert r.returncode == 0, r.stderr[-3000:]
     return d, r

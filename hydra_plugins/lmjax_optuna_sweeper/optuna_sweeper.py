@@ -32,6 +32,7 @@ class OptunaSweeperConf:
     pruner: str = "median"
     pruner_startup_trials: int = 3
     pruner_warmup_epochs: int = 1
+    report_every_epochs: int = 1
     storage: Optional[str] = None
     study_name: str = "search"
     heartbeat_s: int = 10

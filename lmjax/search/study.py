@@ -40,6 +40,7 @@ class SearchSettings:
     pruner: str = "median"
     pruner_startup_trials: int = 3
     pruner_warmup_epochs: int = 1
+    report_every_epochs: int = 1
     storage: str | None = None
     study_name: str = "search"
     heartbeat_s: int = 10
@@ -64,6 +65,8 @@ class SearchSettings:
         need(bool(self.metric), "metric must name a summary.json key, e.g. val_loss")
         need(0 < self.heartbeat_s < self.grace_s,
              f"heartbeat_s must be > 0 and < grace_s (got {self.heartbeat_s}, {self.grace_s})")
+        need(self.report_every_epochs > 0,
+             f"report_every_epochs must be > 0, got {self.report_every_epochs}")
         need(self.max_retry >= 0, f"max_retry must be >= 0, got {self.max_retry}")
 
     @classmethod

@@ -83,6 +83,8 @@ class _Trial:
         if not isinstance(v, (int, float)) or not math.isfinite(v):
             return  # a metric only the final summary has (held-out words): no pruning
         epoch = int(record.get("epoch", step))
+        if epoch % self.s.report_every_epochs:
+            return  # every trial reports at the same epochs, so the pruner can compare them
         self.trial.report(float(v), epoch)
         self.reported = True
         if self.s.pruner != "none" and self.trial.should_prune():
