@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = find_runs(args.paths)
     out = args.out or Path(args.paths[0]) / "compare"
+    _search_reports(args.paths, out)  # an Optuna search dir: its trials, history, importances
     res = write_report(runs, out, [str(p) for p in args.paths])
     print(res["markdown"], end="")
     n_ok, left = sum(g.n for g in res["groups"]), res["not_completed"]
@@ -45,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
           + f"; {len(res['plots'])} plots")
     print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'}, {out / 'report.html'}")
     return 0
+
+
+def _search_reports(paths: list[str], out: Path) -> None:
+    from lmjax.compare.search import find_studies, write_search_report
+
+    for found in find_studies(paths):
+        res = write_search_report(found, out)
+        print(res["markdown"])
+        print(f"wrote {res['html']} ({len(res['plots'])} plots)\n")
 
 
 if __name__ == "__main__":

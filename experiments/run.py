@@ -23,6 +23,7 @@ from lmjax.cli import friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
 from lmjax.fmt import num
 from lmjax.hydra_app import run_dir_guard, run_main, shown
+from lmjax.search.space import check_overrides
 from lmjax.sweep import job_info, name_job, run_job
 
 register_configs()
@@ -45,9 +46,9 @@ def main(dcfg: DictConfig) -> float | None:
                 print(_report(s))
             losses = [s["val_loss"] for s in per_seed]
             return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
-        from lmjax.train.loop import run
+        from lmjax.search.trial import run_trial  # a trial of an Optuna search reports to it
 
-        return run(cfg, out, on_start=accept)
+        return run_trial(cfg, out, on_start=accept)
 
     # a refused run leaves no new folder behind and an existing run's .hydra/ as it was
     with run_dir_guard(out, dcfg) as accept:
@@ -84,4 +85,5 @@ def _report(s: dict) -> str:
 
 
 if __name__ == "__main__":
+    friendly_errors(check_overrides)(sys.argv[1:])  # one line for an unreadable search space
     run_main(main, Path(__file__).resolve().parents[1] / "conf", sys.argv[1:])

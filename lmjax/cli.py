@@ -93,8 +93,8 @@ def check_group_choices(conf_dir: Path, argv: list[str]) -> None:
             continue
         key, value = arg.split("=", 1)
         key = key.lstrip("+~")
-        if "/" in key or "." in key or not (conf_dir / key).is_dir():
-            continue
+        if "/" in key or "." in key or not (conf_dir / key).is_dir() or "(" in value:
+            continue  # choice(a,b), glob(...): Hydra (or a search's sweeper) checks the values
         choices = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
         for v in value.split(","):  # multirun sweeps list several; [a,b] selects several
             v = v.strip().strip("[]").strip()
