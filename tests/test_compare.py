@@ -21,7 +21,7 @@ from lmjax.compare.aggregate import find_runs
 from lmjax.compare.report import write_report
 from lmjax.fmt import num
 
-from .conftest import REPO
+from .conftest import REPO, need_chromium
 
 matplotlib.use("Agg")
 
@@ -341,12 +341,10 @@ def test_groups_that_differ_in_one_key_get_a_welch_interval(tmp_path):
 
 # --- the page -------------------------------------------------------------------------------
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium on this machine")
 def test_the_page_never_runs_wider_than_the_window(tmp_path):
+    chromium = need_chromium()
     s = tmp_path / "s"
     for i, lr in enumerate((0.01, 0.1, 1.0, 1e6)):
         for seed in (0, 1):
@@ -363,7 +361,7 @@ def test_the_page_never_runs_wider_than_the_window(tmp_path):
         "document.documentElement.scrollWidth <= window.innerWidth));"
         "document.body.setAttribute('data-width', String(document.documentElement.scrollWidth"
         "));</script></body>"))
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                         "--window-size=1000,800", "--virtual-time-budget=3000", "--dump-dom",
                         probe.as_uri()], capture_output=True, text=True, timeout=60)
     m = re.search(r'data-fits="(\w+)" data-width="(\d+)"', r.stdout)

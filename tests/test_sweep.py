@@ -20,7 +20,7 @@ from lmjax.config import Config, DataConfig, FramingConfig
 from lmjax.data.vocab import Vocab, tokenize_lines
 from lmjax.train.heldout import heldout_contexts, heldout_word_metrics
 
-from .conftest import REPO
+from .conftest import REPO, need_chromium
 from .wandb_log import run_log
 
 QUICK = ["train.epochs=3", "train.progress=false", "sample.length=2"]
@@ -173,17 +173,14 @@ def test_compare_report_has_four_groups_of_two(sweep, tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which(
-        "google-chrome")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium on this machine")
 def test_report_renders_in_headless_chromium(sweep, tmp_path):
+    chromium = need_chromium()
     out = tmp_path / "cmp"
     assert compare(sweep, "--out", out).returncode == 0
     html = (out / "report.html").resolve()
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                         "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
                        capture_output=True, text=True, timeout=120)
     dom = r.stdout
@@ -193,7 +190,7 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     imgs = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
     assert "val_accuracy_vs_hidden_size" in imgs and len(imgs) >= 4
     shot = tmp_path / "shot.png"
-    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                     "--window-size=1200,1600", f"--screenshot={shot}", html.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with pictures, not blank

@@ -1,15 +1,12 @@
 """The keyboard page in headless Chromium: what it shows is what ``experiments.suggest`` says."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from lmjax.infer.live import LiveKeyboard
 from lmjax.infer.serve import ServerThread, create_app
+from tests.conftest import need_chromium
 from tests.infer.test_commands import call
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 QUOTE = "That which does not kill us makes us stronger."
@@ -20,14 +17,13 @@ def page_of_two(tiny_loaded):
     """The page of two keyboards side by side: one model with the whole text as context and
     with its 40-character window (they differ; two runs are shown the same way)."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no Chromium (.ci/run installs Debian's chromium)")
+    chromium = need_chromium()
     kbs = {"stream": LiveKeyboard(tiny_loaded, n=3),
            "window": LiveKeyboard(tiny_loaded, n=3, context=0)}
     for kb in kbs.values():
         kb.warm_up()
     with ServerThread(create_app(kbs)) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         try:
             page = browser.new_page()
             page.goto(url)
