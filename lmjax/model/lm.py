@@ -104,7 +104,8 @@ class LSTMLayer(nnx.Module):
 
 
 # fold_in(dropout key, _REG_KEYS) seeds the masks added after the per-layer dropout keys
-# (split(dropout key, L)), so those keys, and runs using model.dropout, stay as they were.
+# (split(dropout key, L)), so those keys, and runs using model.dropout, stay as they were. With
+# threefry, split(key, n)[i] can equal fold_in(key, i): the constant stays clear of any layer i.
 _REG_KEYS = 1 << 20
 
 
