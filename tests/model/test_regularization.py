@@ -216,11 +216,12 @@ def test_evaluation_and_inference_are_deterministic():
 
 
 def test_cli_trains_with_every_regularizer_on(tmp_path):
-    """A tiny run on Jack and Jill with all the new keys on trains to a lower, finite loss."""
+    """A tiny word-level run on Jack and Jill with all the new keys on trains to a lower, finite
+    loss (train_loss is measured without dropout, after each epoch)."""
     env = dict(os.environ, WANDB_MODE="disabled")
-    args = ["framing=sequence", "framing.seq_len=6", "model.embed_size=16", "model.hidden_size=16",
+    args = ["framing=sequence", "framing.level=word", "framing.seq_len=6", "model.embed_size=16", "model.hidden_size=16",
             "model.num_layers=2", "model.locked_dropout=0.3", "model.embed_dropout=0.2",
-            "model.embed_word_dropout=0.1", "model.weight_drop=0.3", "optim.lr=0.01",
+            "model.embed_word_dropout=0.1", "model.weight_drop=0.3", "optim.lr=0.02",
             "train.epochs=30", "train.batch_size=8", "train.progress=false", "logger=none",
             "sample.length=0", f"hydra.run.dir={tmp_path}"]
     r = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
@@ -229,6 +230,6 @@ def test_cli_trains_with_every_regularizer_on(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [x["train_loss"] for x in records if "train_loss" in x]
     assert len(losses) >= 2 and all(np.isfinite(losses))
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.7 * losses[0], losses  # 3.13 -> 1.64 when written
     saved = (tmp_path / "config.yaml").read_text()
     assert "weight_drop: 0.3" in saved and "locked_dropout: 0.3" in saved
