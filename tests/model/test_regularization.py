@@ -15,7 +15,7 @@ import optax
 import pytest
 from flax import nnx
 
-from lmjax.config import _NOT_TRAINING, Config, ModelConfig, _hash, from_dict
+from lmjax.config import _NOT_TRAINING, Config, ModelConfig, _hash, from_dict, resume_relevant
 from lmjax.errors import ConfigError
 from lmjax.model import lm
 from lmjax.model.lm import LanguageModel, dropout, locked_dropout, word_dropout
@@ -136,6 +136,7 @@ def test_zero_rates_equal_the_old_model_bit_for_bit():
     for k in NEW_KEYS:
         del old["model"][k]
     assert _hash(old, _NOT_TRAINING, ("logger.",)) == cfg.fingerprint()
+    assert resume_relevant(old) == resume_relevant(cfg.to_dict())  # an old run dir resumes
     assert from_dict(old) == cfg  # a run dir's config.yaml written before these keys loads
 
 
@@ -219,10 +220,10 @@ def test_cli_trains_with_every_regularizer_on(tmp_path):
     """A tiny word-level run on Jack and Jill with all the new keys on trains to a lower, finite
     loss (train_loss is measured without dropout, after each epoch)."""
     env = dict(os.environ, WANDB_MODE="disabled")
-    args = ["framing=sequence", "framing.level=word", "framing.seq_len=6", "model.embed_size=16", "model.hidden_size=16",
-            "model.num_layers=2", "model.locked_dropout=0.3", "model.embed_dropout=0.2",
-            "model.embed_word_dropout=0.1", "model.weight_drop=0.3", "optim.lr=0.02",
-            "train.epochs=30", "train.batch_size=8", "train.progress=false", "logger=none",
+    args = ["framing=sequence", "framing.level=word", "framing.seq_len=6", "model.embed_size=16",
+            "model.hidden_size=16", "model.num_layers=2", "model.locked_dropout=0.3",
+            "model.embed_dropout=0.2", "model.embed_word_dropout=0.1", "model.weight_drop=0.3",
+            "optim.lr=0.02", "train.epochs=30", "train.batch_size=8", "train.progress=false", "logger=none",
             "sample.length=0", f"hydra.run.dir={tmp_path}"]
     r = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
