@@ -223,8 +223,8 @@ def test_cli_trains_with_every_regularizer_on(tmp_path):
     args = ["framing=sequence", "framing.level=word", "framing.seq_len=6", "model.embed_size=16",
             "model.hidden_size=16", "model.num_layers=2", "model.locked_dropout=0.3",
             "model.embed_dropout=0.2", "model.embed_word_dropout=0.1", "model.weight_drop=0.3",
-            "optim.lr=0.02", "train.epochs=30", "train.batch_size=8", "train.progress=false", "logger=none",
-            "sample.length=0", f"hydra.run.dir={tmp_path}"]
+            "optim.lr=0.02", "train.epochs=30", "train.batch_size=8", "train.progress=false",
+            "logger=none", "sample.length=0", f"hydra.run.dir={tmp_path}"]
     r = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
