@@ -118,15 +118,36 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0  # on the LSTM outputs, between layers and before the output layer
     tie_embeddings: bool = False  # output layer = embedding^T (needs embed_size == hidden_size)
+    # regularization (docs/regularization.md), training only:
+    locked_dropout: float = 0.0  # as dropout, one mask per sequence for all time steps
+    embed_dropout: float = 0.0  # locked dropout on the embedded inputs
+    embed_word_dropout: float = 0.0  # drops whole words (rows) of the embedding table
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights, one mask per batch
 
     def __post_init__(self) -> None:
         _require(self.embed_size >= 0, f"model.embed_size must be >= 0, got {self.embed_size}")
         _positive("model.hidden_size", self.hidden_size)
         _positive("model.num_layers", self.num_layers)
-        _require(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name in _RATES:
+            rate = getattr(self, name)
+            _require(0.0 <= rate < 1.0, f"model.{name} must be in [0, 1), got {rate}")
         _require(not self.tie_embeddings or self.embed_size == self.hidden_size,
                  "model.tie_embeddings needs model.embed_size == model.hidden_size "
                  f"(got {self.embed_size} and {self.hidden_size})")
+        _require(not (self.dropout and self.locked_dropout),
+                 "model.dropout and model.locked_dropout drop the same layer outputs: "
+                 "set one of them to 0")
+        _require(self.embed_size > 0 or not (self.embed_dropout or self.embed_word_dropout),
+                 "model.embed_dropout and model.embed_word_dropout need an embedding table: "
+                 "set model.embed_size > 0 (0 means one-hot inputs)")
+
+    @property
+    def stochastic(self) -> bool:
+        """Does training need a dropout key (any dropout rate above 0)?"""
+        return any(getattr(self, name) > 0 for name in _RATES)
+
+
+_RATES = ("dropout", "locked_dropout", "embed_dropout", "embed_word_dropout", "weight_drop")
 
 
 @dataclass(frozen=True)
@@ -300,7 +321,9 @@ def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Keys left out of the hashes while they hold these values (keys added later than the first
 # checkpoints: a run written before them keeps its hash and can still be resumed).
-_HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False}
+_HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False,
+                  "model.locked_dropout": 0.0, "model.embed_dropout": 0.0,
+                  "model.embed_word_dropout": 0.0, "model.weight_drop": 0.0}
 
 
 def _hash(d: dict[str, Any], drop: frozenset[str], prefixes: tuple[str, ...]) -> str:

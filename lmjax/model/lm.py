@@ -1,5 +1,12 @@
 """The language model: embedding -> stacked scan-LSTM layers -> (dropout) -> dense to the vocab.
 
+Regularization (docs/regularization.md), all off by default and all only when a dropout key is
+given (training; evaluation and inference pass none and are deterministic):
+``dropout`` (a fresh mask at every position) or ``locked_dropout`` (one mask per sequence, shared
+over time steps) on every LSTM layer's output; ``embed_dropout`` (locked) on the embedded inputs;
+``embed_word_dropout`` (whole words of the embedding table); ``weight_drop`` (DropConnect on
+every layer's recurrent weights, one mask per forward pass).
+
 Everything runs time-major, (T, B, ...), because that is the layout ``lax.scan`` walks; the
 tokens are transposed once on the way in, so no (B, T, H) activation is ever transposed.
 Initialisers follow Keras' defaults (the tutorials' models): glorot-uniform input kernels,
@@ -28,11 +35,45 @@ def _dense(x: jax.Array, w: jax.Array) -> jax.Array:
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(*lead, w.shape[-1])
 
 
-class LSTMLayer(nnx.Module):
-    """One LSTM layer; the four gates (i, f, g, o) share one fused weight matrix."""
+def dropout(x: jax.Array, rate: float, key: jax.Array | None,
+            mask_shape: tuple[int, ...] | None = None) -> jax.Array:
+    """Inverted dropout: each entry of a mask of ``mask_shape`` (x.shape if None; it broadcasts
+    against x) keeps with probability 1 - rate; kept entries are scaled by 1 / (1 - rate).
+    No key or rate 0: x unchanged."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape if mask_shape is None else mask_shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
-    def __init__(self, in_size: int, hidden: int, *, rngs: nnx.Rngs, table_input: bool = False):
+
+def locked_dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Variational dropout (Gal & Ghahramani 2016): x (T, B, D) with ONE (B, D) mask per
+    sequence, the same at every time step."""
+    return dropout(x, rate, key, x.shape[1:])
+
+
+def word_dropout(embedded: jax.Array, tokens: jax.Array, vocab_size: int, rate: float,
+                 key: jax.Array | None) -> jax.Array:
+    """Embedding dropout (Merity et al. 2018): whole rows of the embedding table are dropped
+    (one (V,) mask per forward pass), the rest scaled by 1 / (1 - rate). Applied to the looked-up
+    rows, embedded (T, B, E) of tokens (T, B), which equals looking up in the masked table."""
+    if key is None or rate == 0.0:
+        return embedded
+    keep = jax.random.bernoulli(key, 1.0 - rate, (vocab_size,))[tokens]  # (T, B)
+    return jnp.where(keep[..., None], embedded / (1.0 - rate), 0.0)
+
+
+class LSTMLayer(nnx.Module):
+    """One LSTM layer; the four gates (i, f, g, o) share one fused weight matrix.
+
+    ``weight_drop``: DropConnect (Wan et al. 2013) on w_hh, as AWD-LSTM: one (H, 4H) mask per
+    forward pass, applied before the recurrence (the kernel gets the masked weights, autodiff
+    carries the gradient back through the mask)."""
+
+    def __init__(self, in_size: int, hidden: int, *, rngs: nnx.Rngs, table_input: bool = False,
+                 weight_drop: float = 0.0):
         self.hidden = hidden
+        self.weight_drop = weight_drop
         # table_input: the layer input is a token id (one-hot); w_ih is then a (V, 4H) lookup table.
         self.table_input = table_input
         self.w_ih = nnx.Param(_glorot(rngs.params(), (in_size, 4 * hidden)))
@@ -48,21 +89,33 @@ class LSTMLayer(nnx.Module):
             return self.w_ih[...][x] + self.b[...]
         return _dense(x, self.w_ih[...]) + self.b[...]
 
-    def __call__(self, x: jax.Array, state: tuple[jax.Array, jax.Array] | None = None):
+    def __call__(self, x: jax.Array, state: tuple[jax.Array, jax.Array] | None = None,
+                 weight_key: jax.Array | None = None):
         """x: (T, B) ids or (T, B, D) -> (hidden states (T, B, H), final (h, c), each (B, H)).
 
-        ``state``: the initial (h, c) (zeros if None)."""
+        ``state``: the initial (h, c) (zeros if None). ``weight_key``: the weight-drop mask's
+        key (None: no weight drop)."""
         xp = self.project(x)
         if state is None:
             zeros = jnp.zeros((xp.shape[1], self.hidden), xp.dtype)
             state = (zeros, zeros)
-        return lstm_recurrence(xp, self.w_hh[...], *state)
+        w_hh = dropout(self.w_hh[...], self.weight_drop, weight_key)
+        return lstm_recurrence(xp, w_hh, *state)
+
+
+# fold_in(dropout key, _REG_KEYS) seeds the masks added after the per-layer dropout keys
+# (split(dropout key, L)), so those keys, and runs using model.dropout, stay as they were. With
+# threefry, split(key, n)[i] can equal fold_in(key, i): the constant stays clear of any layer i.
+_REG_KEYS = 1 << 20
 
 
 class LanguageModel(nnx.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.vocab_size = vocab_size
         self.dropout = cfg.dropout
+        self.locked = cfg.locked_dropout
+        self.embed_dropout = cfg.embed_dropout
+        self.embed_word_dropout = cfg.embed_word_dropout
         self.tied = cfg.tie_embeddings
         one_hot = cfg.embed_size == 0  # the keyboard tutorial feeds one-hot vectors
         if one_hot:
@@ -74,7 +127,7 @@ class LanguageModel(nnx.Module):
         in_size = vocab_size if one_hot else cfg.embed_size
         for i in range(cfg.num_layers):
             layers.append(LSTMLayer(in_size, cfg.hidden_size, rngs=rngs,
-                                    table_input=one_hot and i == 0))
+                                    table_input=one_hot and i == 0, weight_drop=cfg.weight_drop))
             in_size = cfg.hidden_size
         self.layers = nnx.List(layers)
         if not self.tied:
@@ -82,24 +135,35 @@ class LanguageModel(nnx.Module):
         self.b_out = nnx.Param(jnp.zeros((vocab_size,)))
 
     def _drop(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
-        if key is None or self.dropout == 0.0:
+        """A layer's output (T, B, H): model.dropout or model.locked_dropout (at most one set)."""
+        if self.locked:
+            return locked_dropout(x, self.locked, key)
+        return dropout(x, self.dropout, key)
+
+    def inputs(self, x: jax.Array, keys: tuple[jax.Array | None, jax.Array | None]) -> jax.Array:
+        """The first layer's input: ids x (T, B) embedded to (T, B, E) with word and locked
+        embedding dropout (keys: theirs), or the ids themselves for one-hot inputs."""
+        if self.embed is None:
             return x
-        keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
-        return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
+        e = word_dropout(self.embed[...][x], x, self.vocab_size, self.embed_word_dropout, keys[0])
+        return locked_dropout(e, self.embed_dropout, keys[1])
 
     def hidden_states(self, tokens: jax.Array, dropout_key: jax.Array | None = None,
                       state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """tokens: (B, T) int -> (top-layer states (T, B, H), final state (L, 2, B, H)), dropout
         applied if a key is given. ``state``: the initial (h, c) of every layer, (L, 2, B, H),
         as returned by a previous call (zeros if None)."""
-        x = tokens.T  # (T, B)
-        if self.embed is not None:
-            x = self.embed[...][x]  # (T, B, E)
-        keys = (jax.random.split(dropout_key, len(self.layers))
-                if dropout_key is not None else [None] * len(self.layers))
+        n = len(self.layers)
+        if dropout_key is None:
+            keys, extra = [None] * n, [None] * (2 + n)
+        else:
+            keys = jax.random.split(dropout_key, n)
+            extra = jax.random.split(jax.random.fold_in(dropout_key, _REG_KEYS), 2 + n)
+        x = self.inputs(tokens.T, (extra[0], extra[1]))
         finals = []
         for i, (layer, k) in enumerate(zip(self.layers, keys)):
-            hs, (h, c) = layer(x, None if state is None else (state[i, 0], state[i, 1]))
+            hs, (h, c) = layer(x, None if state is None else (state[i, 0], state[i, 1]),
+                               extra[2 + i])
             finals.append(jnp.stack([h, c]))
             x = self._drop(hs, k)
         return x, jnp.stack(finals)

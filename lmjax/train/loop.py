@@ -60,7 +60,7 @@ def dropout_key(cfg: Config) -> jax.Array:
 def make_steps(cfg: Config, graphdef: nnx.GraphDef, take: Any = None) -> Steps:
     """``take``: how a step gathers its batch from the dataset (datasets.take_fn)."""
     return Steps(graphdef, make_optimizer(cfg.optim), last_only=cfg.framing.last_only,
-                 dropout=cfg.model.dropout > 0, take=take, carry_state=cfg.framing.carry_state)
+                 dropout=cfg.model.stochastic, take=take, carry_state=cfg.framing.carry_state)
 
 
 def datasets_for(cfg: Config, data: Prepared, place: Placement) -> tuple[Any, Any]:
