@@ -77,7 +77,8 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     states, steps = [], None
     for c in cfgs:
         graphdef, params = loop.build_model(c, len(data.vocab))
-        steps = steps or loop.make_steps(cfg, graphdef)
+        steps = steps or loop.make_steps(cfg, graphdef,
+                                         total_steps=cfg.train.epochs * steps_per_epoch)
         states.append(init_state(params, steps.tx, loop.dropout_key(c)))
     assert steps is not None
     state = split(_stack(states))

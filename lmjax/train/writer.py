@@ -19,7 +19,7 @@ from lmjax.errors import Interrupted, Pruned
 from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
-from lmjax.train.heldout import finalize_heldout, heldout_word_sums
+from lmjax.train.heldout import SUM_KEYS, finalize_heldout, heldout_word_sums
 from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
@@ -115,7 +115,7 @@ class RunWriter:
             parts = [p for proc in allgather_json(parts) for p in proc]
             summary["data_shards"] = data.shards.report()
         summary.update(finalize_heldout({k: sum(p.get(k, 0) for p in parts)
-                                         for k in ("nll_sum", "correct", "count", "total")}))
+                                         for k in SUM_KEYS}))
         _write_json(self.run_dir / "summary.json", summary)
         self.trackers.summary(summary)
         self.trackers.finish()
