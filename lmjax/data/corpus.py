@@ -175,8 +175,10 @@ def split_files(cfg: DataConfig) -> dict[str, Path]:
             raise DataError(f"data.{k} file is empty: {p}")
     if "test" in paths:
         train, test = paths["train"], paths["test"]
-        if train.resolve() == test.resolve() or (
-                train.stat().st_size == test.stat().st_size and _sha256(train) == _sha256(test)):
+        if train.resolve() == test.resolve():
+            raise DataError(f"data.test is the training file ({test}); give a held-out test "
+                            f"file, or leave data.test out")
+        if train.stat().st_size == test.stat().st_size and _sha256(train) == _sha256(test):
             raise DataError(f"data.test is the training text ({test} and {train} have the same "
                             f"content); give a held-out test file, or leave data.test out")
     return paths
