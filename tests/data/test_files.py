@@ -242,3 +242,39 @@ def test_heldout_word_metrics_count_unknown_targets_as_unk():
     assert m["heldout_word_perplexity"] == pytest.approx(math.exp(-np.mean(lps)))
     assert m["heldout_word_perplexity_in_vocab"] == pytest.approx(math.exp(-np.mean(lps[:3])))
     assert m["heldout_word_accuracy"] == pytest.approx(2 / 4)  # b is top (tied with c): right
+
+
+def test_score_a_test_file_as_one_stream(files, tmp_path, capsys):
+    """``experiments.score file=test.txt context=stream`` after ``data=files`` training: the
+    whole file is one stream, tokenized as training read it (whitespace + <eos>): every token
+    after the first scored (the reference's count, less one), unknown words as <unk>, and the
+    log-probability that of the model run over the whole file at once."""
+    import dataclasses
+    import re
+
+    import jax
+    import jax.numpy as jnp
+
+    from experiments.score import main as score_main
+    from lmjax.config import LoggerConfig, ModelConfig, SampleConfig, TrainConfig
+    from lmjax.infer.load import load_run
+    from lmjax.train.loop import run
+
+    cfg = dataclasses.replace(
+        files_cfg(files, FramingConfig(name="sequence", seq_len=4)),
+        model=ModelConfig(embed_size=6, hidden_size=8), logger=LoggerConfig(name="none"),
+        train=TrainConfig(epochs=1, batch_size=2, progress=False),
+        sample=SampleConfig(prompts=["the"], length=1))
+    run(cfg, tmp_path / "run")
+    score_main([f"run={tmp_path / 'run'}", f"file={files['test']}", "context=stream"])
+    out = capsys.readouterr().out
+    got = dict(re.findall(r"(log_prob|tokens|unknown) (-?[\d.]+)", out))
+    ref_dict, ref_ids = reference_corpus({"train": files["train"], "test": files["test"]})
+    assert int(got["tokens"]) == len(ref_ids["test"]) - 1 == 12
+    assert int(got["unknown"]) == 3 and "oov_rate 0.2500" in out  # said, Ann, end
+    loaded = load_run(tmp_path / "run")
+    ids = loaded.vocab.encode(loaded.vocab.tokenize_text(TEST))
+    logits = loaded.model(jnp.asarray(ids[None, :-1]))  # (T, 1, V): the whole file at once
+    logp = np.asarray(jax.nn.log_softmax(logits[:, 0], -1))
+    want = float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+    assert float(got["log_prob"]) == pytest.approx(want, abs=2e-3)
