@@ -20,7 +20,7 @@ from lmjax.config import Config
 from lmjax.data.corpus import Splits, load_splits
 from lmjax.data.framings import Framed, fit_width, frame
 from lmjax.data.shards import ShardTexts, read_shards
-from lmjax.data.vocab import Vocab, merge_counts, token_counts, tokenize_lines
+from lmjax.data.vocab import UNK_ID, Vocab, merge_counts, token_counts, tokenize_lines
 from lmjax.errors import ConfigError, LmjaxError
 from lmjax.train.parallel import Placement, agreed, allgather_json
 
@@ -48,6 +48,13 @@ class Prepared:
     @property
     def num_valid(self) -> int:
         return sum(self.valid_counts) if self.shards else len(self.valid)
+
+    @property
+    def val_oov_rate(self) -> float:
+        """The share of the validation samples' scored targets that are ``<unk>`` (this
+        process's shards when sharded)."""
+        w = self.valid.weights > 0
+        return float((self.valid.targets[w] == UNK_ID).sum() / max(1, w.sum()))
 
     @property
     def heldout_texts(self) -> list[str]:

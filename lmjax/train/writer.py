@@ -102,6 +102,7 @@ class RunWriter:
             "hidden_size": cfg.model.hidden_size, "seed": cfg.seed,
             "epochs": epochs_done, "steps": step, "batch_size": min(cfg.train.batch_size, n),
             **{k: v for k, v in record.items() if k.startswith(("train_", "val_", "oracle_"))},
+            "val_oov_rate": data.val_oov_rate,  # val targets scored as <unk> (docs/metrics.md)
             "wall_seconds": wall, "train_seconds": train_seconds,
             "tokens_per_second": epochs_done * n * t_len / max(train_seconds, 1e-9),
             "best_val_loss": pos.best_val_loss, "best_step": pos.best_step,
