@@ -172,10 +172,10 @@ def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
 
 def split_texts(cfg) -> tuple[dict[str, str], dict[str, str]]:
     """The run's corpus cut as in training: {split: text}, {split: the text before it}."""
-    from lmjax.data.corpus import load_text, split_text
+    from lmjax.data.corpus import load_splits
 
-    sp = split_text(load_text(cfg.data), cfg.data)
-    if cfg.data.split == "none":
+    sp = load_splits(cfg.data)  # data=files: the split files
+    if cfg.data.split == "none" and cfg.data.name != "files":
         return {"train": sp.train, "valid": sp.valid, "test": sp.test}, {}
     return ({"train": sp.train, "valid": sp.valid, "test": sp.test},
             {"valid": sp.train, "test": sp.train + sp.valid})

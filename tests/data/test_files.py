@@ -278,3 +278,11 @@ def test_score_a_test_file_as_one_stream(files, tmp_path, capsys):
     logp = np.asarray(jax.nn.log_softmax(logits[:, 0], -1))
     want = float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
     assert float(got["log_prob"]) == pytest.approx(want, abs=2e-3)
+
+
+def test_keyboard_eval_reads_the_split_files(files):
+    from lmjax.infer.keyboard import split_texts
+
+    texts, before = split_texts(files_cfg(files))
+    assert texts == {"train": TRAIN, "valid": VALID, "test": TEST}
+    assert before == {"valid": TRAIN, "test": TRAIN + VALID}
