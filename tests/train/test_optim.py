@@ -173,3 +173,42 @@ def test_cosine_auto_decays_over_the_whole_run(tmp_path):
     # holds the lr of its last step (2k - 1) on a cosine over the 6 steps
     want = [300.0 * 0.5 * (1 + math.cos(math.pi * (2 * k - 1) / 6)) for k in (1, 2, 3)]
     assert [r["lr"] for r in rows] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_plateau_survives_kills(tmp_path):
+    """SIGKILL after epoch 3's metrics line (val loss up: its lr drop applied in memory, not yet
+    saved), then inside a mid-epoch chunk of the resumed run: each resumed run logs the same lr and losses, bit for bit, as the
+    uninterrupted run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    args = ["framing=sequence", "framing.level=word", "framing.seq_len=5", "model.embed_size=8",
+            "model.hidden_size=16", "optim=sgd", "optim.lr=300", "optim.clip_norm=0.25",
+            "optim.schedule=plateau", "train.epochs=6", "train.batch_size=4",
+            "train.steps_per_call=1", "train.checkpoint_every_s=0",
+            "train.checkpoint_every_steps=3", "train.progress=false", "logger=none",
+            "sample.prompts=[jack]", "sample.length=2"]
+
+    def cli(run_dir, *extra, kill=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LMJAX_TEST_")}
+        if kill:
+            env["LMJAX_TEST_KILL_AT"] = kill
+        return subprocess.run([sys.executable, "-m", "experiments.run", *args,
+                               f"hydra.run.dir={run_dir}", *extra], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert cli(tmp_path / "whole").returncode == 0
+    want = _rows(tmp_path / "whole")
+    assert want[3]["lr"] == want[2]["lr"] * 0.25  # epoch 3's val loss went up: the kill's drop
+    run_dir = tmp_path / "killed"
+    assert cli(run_dir, kill="logged:3").returncode == -9
+    assert cli(run_dir, "resume=true", kill="chunk:3").returncode == -9
+    r = cli(run_dir, "resume=true")
+    assert r.returncode == 0, r.stderr
+    drop = {"train_seconds", "wall_seconds"}
+    assert [{k: v for k, v in x.items() if k not in drop} for x in _rows(run_dir)] == \
+        [{k: v for k, v in x.items() if k not in drop} for x in want]
