@@ -178,8 +178,8 @@ def test_cosine_auto_decays_over_the_whole_run(tmp_path):
 @pytest.mark.slow
 def test_plateau_survives_kills(tmp_path):
     """SIGKILL after epoch 3's metrics line (val loss up: its lr drop applied in memory, not yet
-    saved), then inside a mid-epoch chunk of the resumed run: each resumed run logs the same lr and losses, bit for bit, as the
-    uninterrupted run."""
+    saved), then inside a mid-epoch chunk of the resumed run: the run resumed to the end logs
+    the same lr and losses, bit for bit, as the uninterrupted run."""
     import os
     import subprocess
     import sys
