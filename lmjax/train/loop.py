@@ -35,7 +35,7 @@ from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
 from lmjax.train.datasets import ReplicatedData, ShardedData, take_fn
 from lmjax.train.metrics import finalize
-from lmjax.train.optim import current_lr, make_optimizer, plateau_update
+from lmjax.train.optim import current_lr, make_optimizer, plateau_update, resolved
 from lmjax.train.parallel import Placement, process_run_dir, select_devices
 from lmjax.train.prepare import Prepared, prepare, prepare_data
 from lmjax.train.progress import TrainProgress
@@ -57,12 +57,9 @@ def dropout_key(cfg: Config) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
 
 
-def make_steps(cfg: Config, graphdef: nnx.GraphDef, take: Any = None,
-               total_steps: int | None = None) -> Steps:
-    """``take``: how a step gathers its batch from the dataset (datasets.take_fn);
-    ``total_steps``: the run's optimizer steps (for ``optim.decay_steps=auto``)."""
-    return Steps(graphdef, make_optimizer(cfg.optim, total_steps),
-                 last_only=cfg.framing.last_only,
+def make_steps(cfg: Config, graphdef: nnx.GraphDef, take: Any = None) -> Steps:
+    """``take``: how a step gathers its batch from the dataset (datasets.take_fn)."""
+    return Steps(graphdef, make_optimizer(cfg.optim), last_only=cfg.framing.last_only,
                  dropout=cfg.model.dropout > 0, take=take, carry_state=cfg.framing.carry_state)
 
 
@@ -145,7 +142,8 @@ def run(cfg: Config, run_dir: str | Path,
     train_set, valid_set = datasets_for(cfg, data, place)
     # optim.decay_steps=auto: the whole run, epochs x steps per epoch (data: optim hook)
     total_steps = cfg.train.epochs * train_set.steps_per_epoch(epoch_batch(cfg, train_set))
-    steps = make_steps(cfg, graphdef, take_fn(train_set), total_steps)
+    steps = make_steps(dataclasses.replace(cfg, optim=resolved(cfg.optim, total_steps)),
+                       graphdef, take_fn(train_set))
     state = init_state(params, steps.tx, dropout_key(cfg))
     ckpt = (Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
             if jax.process_index() == 0 else FollowerCheckpointer(main_dir / "checkpoints"))

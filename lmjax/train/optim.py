@@ -10,6 +10,7 @@ every checkpoint with the rest of the optimizer and restored on resume.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -28,6 +29,13 @@ def decay_steps(cfg: OptimConfig, total_steps: int | None = None) -> int:
         raise ConfigError("optim.decay_steps=auto is resolved by training (epochs x steps per "
                           "epoch); give a number of steps here")
     return max(1, int(total_steps))
+
+
+def resolved(cfg: OptimConfig, total_steps: int) -> OptimConfig:
+    """``cfg`` with ``decay_steps=auto`` replaced by the run's ``total_steps``."""
+    if cfg.decay_steps != "auto":
+        return cfg
+    return dataclasses.replace(cfg, decay_steps=decay_steps(cfg, total_steps))
 
 
 def learning_rate(cfg: OptimConfig, total_steps: int | None = None) -> float | optax.Schedule:

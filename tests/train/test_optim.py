@@ -212,3 +212,12 @@ def test_plateau_survives_kills(tmp_path):
     drop = {"train_seconds", "wall_seconds"}
     assert [{k: v for k, v in x.items() if k not in drop} for x in _rows(run_dir)] == \
         [{k: v for k, v in x.items() if k not in drop} for x in want]
+
+
+def test_resolved_fills_in_auto_only():
+    from lmjax.train.optim import resolved
+
+    auto = OptimConfig(schedule="cosine", decay_steps="auto")
+    assert resolved(auto, 42).decay_steps == 42
+    fixed = OptimConfig(schedule="cosine", decay_steps=7)
+    assert resolved(fixed, 42) is fixed
