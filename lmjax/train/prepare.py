@@ -69,8 +69,9 @@ def tokenizer_of(cfg: Config) -> dict[str, Any]:
     """How this run splits text into tokens: level, tokenizer and eos (for tokenize_lines)."""
     level = cfg.framing.token_level
     if level != "word" and (cfg.data.eos or cfg.data.tokenizer != "keras"):
-        raise ConfigError("data.tokenizer and data.eos apply to word models; a char model "
-                          "keeps every character and line break: drop them")
+        raise ConfigError("data.tokenizer=whitespace and data.eos=true apply to word models "
+                          "(data=files sets them); a char model keeps every character and line "
+                          "break: add data.tokenizer=keras data.eos=false")
     return {"level": level, "tokenizer": cfg.data.tokenizer, "eos": cfg.data.eos}
 
 
