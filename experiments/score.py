@@ -4,9 +4,12 @@ Prints the total log-probability (natural log) of the text and the per-token per
 models) or bits per character (char models). Scored: every token after the first, each predicted
 from up to ``context`` tokens before it (default: the window the model was trained on), left-
 padded to that window (``context=stream``: from all the tokens before it, the LSTM state
-carried); tokens outside the vocabulary are not scored (counted as unknown). With
-``file=PATH`` each non-empty line of the file is scored on its own, one line of output each, then
-the totals over all lines. Details: docs/keyboard.md.
+carried); a token outside the vocabulary is scored as ``<unk>`` (counted as unknown, with the
+OOV rate and the perplexity over in-vocabulary tokens printed beside). With ``file=PATH`` each
+non-empty line of the file is scored on its own, one line of output each, then the totals over
+all lines; ``file=PATH context=stream`` scores the whole file as one stream instead (the state
+carried from token to token, every token after the first scored; any size). Details:
+docs/metrics.md, docs/keyboard.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ SPEC = [
     Arg("run", str, None, "the trained run directory", required=True),
     Arg("checkpoint", str, "latest", "latest | best (lowest validation loss) | a step number"),
     Arg("text", str, None, "the text to score"),
-    Arg("file", str, None, "score each line of this UTF-8 file instead"),
+    Arg("file", str, None, "score each line of this UTF-8 file instead (context=stream: the "
+        "whole file as one stream)"),
     Arg("context", context_arg, 0, "tokens of left context (0: the model's trained window; "
         "stream: all the tokens before, the LSTM state carried)"),
 ]
@@ -30,8 +34,13 @@ SPEC = [
 def _fmt(s: dict, metric: str) -> str:
     from lmjax.fmt import num  # a diverged model's perplexity of 1e300 prints as 1.0e+300
 
-    return f"log_prob {num(s['log_prob'])}  tokens {s['tokens']}  {metric} {num(s[metric])}" + (
-        f"  unknown {s['unknown']}" if s["unknown"] else "")
+    out = f"log_prob {num(s['log_prob'])}  tokens {s['tokens']}  {metric} {num(s[metric])}"
+    if s["unknown"]:  # scored as <unk>; the OOV rate (and in-vocabulary figure) beside it
+        out += f"  unknown {s['unknown']} (oov_rate {num(s['unknown'] / s['tokens'])}"
+        if f"{metric}_in_vocab" in s:
+            out += f", {metric}_in_vocab {num(s[f'{metric}_in_vocab'])}"
+        out += ")"
+    return out
 
 
 @friendly_errors
@@ -57,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
              score_text(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx, batch_size=64))
         print(_fmt(s, metric))
         return
-    if ctx == STREAM:
-        rows = [{"line": line, **heldout_next_token(loaded, line, STREAM)}
-                for line in text.splitlines() if line.strip()]
-    else:
-        rows = score_lines(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx)
+    if ctx == STREAM:  # the whole file, one stream
+        s = heldout_next_token(loaded, text, STREAM)
+        print(f"{a['file']} (one stream): {_fmt(s, metric)}")
+        return
+    rows = score_lines(loaded.predict, loaded.vocab, text, loaded.seq_len, ctx)
     for r in rows:
         print(f"{_fmt(r, metric)}  {r['line']}")
     lp = sum(r["log_prob"] for r in rows)

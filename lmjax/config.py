@@ -12,14 +12,16 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from lmjax.errors import ConfigError
 
 FRAMING_NAMES = ("one_word", "line_by_line", "n_words", "char", "sequence")
 LEVELS = ("word", "char")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "plateau")
+TOKENIZERS = ("keras", "whitespace")
+VOCAB_FROM = ("train", "all")
 SPLITS = ("position", "none")
 SHARD_MODES = ("auto", "devices", "none")
 LOGGERS = ("wandb", "tensorboard")  # trackers besides metrics.jsonl (logger=none: neither)
@@ -37,8 +39,18 @@ def _positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "jack_and_jill"  # a built-in, a registry name, or "file" (then set path)
+    name: str = "jack_and_jill"  # a built-in, a registry name, "file" (set path) or "files"
     path: Optional[str] = None  # with name=file: any UTF-8 text file
+    # with name=files: one UTF-8 file per split (valid and test optional; no valid: validation
+    # on the training text, as with split=none)
+    train: Optional[str] = None
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    # word tokens: keras (punctuation stripped, split on whitespace) or whitespace (split on
+    # whitespace only; case and punctuation kept, an "<unk>" in the text is the unknown token)
+    tokenizer: str = "keras"
+    eos: bool = False  # word level: an end-of-line token "<eos>" after every line
+    vocab: str = "train"  # vocabulary from the training text (train) or from every split (all)
     data_dir: Optional[str] = None  # where registry corpora live; else $LMJAX_DATA_DIR, else cache
     lowercase: bool = True
     split: str = "position"  # position: contiguous train|valid|test blocks; none: train = eval
@@ -61,6 +73,21 @@ class DataConfig:
                  f"(got {self.valid_frac} + {self.test_frac})")
         if self.name == "file":
             _require(bool(self.path), "data=file needs a path: add data.path=/path/to/text.txt")
+        if self.name == "files":
+            _require(bool(self.train), "data=files needs a training file: add "
+                     "data.train=/path/to/train.txt (data.valid, data.test optional)")
+        else:
+            _require(not (self.train or self.valid or self.test),
+                     "data.train, data.valid and data.test need data=files")
+        _require(self.tokenizer in TOKENIZERS,
+                 f"data.tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        _require(self.vocab in VOCAB_FROM,
+                 f"data.vocab must be one of {', '.join(VOCAB_FROM)}, got {self.vocab!r}")
+
+    @property
+    def valid_is_train(self) -> bool:
+        """Validation on the training text: split=none, or data=files without data.valid."""
+        return self.valid is None if self.name == "files" else self.split == "none"
 
 
 @dataclass(frozen=True)
@@ -159,10 +186,13 @@ class OptimConfig:
     momentum: float = 0.0  # sgd only
     rho: float = 0.9  # rmsprop decay (Keras' rho)
     # learning-rate schedule: constant, or cosine / linear decay from lr to lr * final_lr_frac
-    # over decay_steps optimizer steps (then held there)
+    # over decay_steps optimizer steps (then held there; "auto": the whole run, epochs x steps
+    # per epoch), or plateau: lr times plateau_factor after each epoch whose validation loss is
+    # not lower than the best so far
     schedule: str = "constant"
-    decay_steps: int = 0
+    decay_steps: Union[int, str] = 0
     final_lr_frac: float = 0.0
+    plateau_factor: float = 0.25
 
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS,
@@ -170,9 +200,14 @@ class OptimConfig:
         _positive("optim.lr", self.lr)
         _require(self.schedule in SCHEDULES,
                  f"unknown optim.schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        _require(self.schedule == "constant" or self.decay_steps > 0,
-                 f"optim.schedule={self.schedule} needs optim.decay_steps > 0")
-        _require(self.decay_steps >= 0, f"optim.decay_steps must be >= 0, got {self.decay_steps}")
+        auto = self.decay_steps == "auto"
+        _require(auto or (isinstance(self.decay_steps, int) and self.decay_steps >= 0),
+                 f"optim.decay_steps must be a number >= 0 or auto, got {self.decay_steps!r}")
+        _require(self.schedule not in ("cosine", "linear") or auto or self.decay_steps > 0,
+                 f"optim.schedule={self.schedule} needs optim.decay_steps > 0 (or auto: the "
+                 f"whole run)")
+        _require(0.0 < self.plateau_factor <= 1.0,
+                 f"optim.plateau_factor must be in (0, 1], got {self.plateau_factor}")
         _require(0.0 <= self.final_lr_frac <= 1.0,
                  f"optim.final_lr_frac must be in [0, 1], got {self.final_lr_frac}")
         _require(self.clip_norm >= 0, f"optim.clip_norm must be >= 0, got {self.clip_norm}")
@@ -273,6 +308,9 @@ class Config:
     def __post_init__(self) -> None:
         _require(not (self.resume and self.overwrite),
                  "resume=true and overwrite=true contradict each other; choose one")
+        _require(not (self.optim.schedule == "plateau" and self.train.parallel_seeds > 1),
+                 "optim.schedule=plateau follows one run's validation loss: drop "
+                 "train.parallel_seeds (or use a sweep over seeds)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,7 +334,8 @@ _NOT_TRAINING = frozenset({
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).
 RESUME_FREE_KEYS = _NOT_TRAINING | {"name", "train.epochs", "train.time_budget_s",
-                                    "data.data_dir", "data.path"}
+                                    "data.data_dir", "data.path", "data.train", "data.valid",
+                                    "data.test"}
 RESUME_FREE_PREFIXES = ("logger.", "sample.")
 
 
@@ -321,7 +360,9 @@ def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Keys left out of the hashes while they hold these values (keys added later than the first
 # checkpoints: a run written before them keeps its hash and can still be resumed).
-_HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False,
+_HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False, "data.train": None,
+                  "data.valid": None, "data.test": None, "data.tokenizer": "keras",
+                  "data.eos": False, "data.vocab": "train", "optim.plateau_factor": 0.25,
                   "model.locked_dropout": 0.0, "model.embed_dropout": 0.0,
                   "model.embed_word_dropout": 0.0, "model.weight_drop": 0.0}
 

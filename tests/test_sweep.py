@@ -106,7 +106,7 @@ def test_heldout_metrics_score_the_same_words():
     uniform = lambda x: np.full((len(x), len(vocab)), -math.log(len(vocab)))  # noqa: E731
     m = heldout_word_metrics(uniform, Config(framing=FramingConfig(name="one_word")), vocab,
                              text, 1)
-    assert m["heldout_word_count"] == 4 and m["heldout_word_oov"] == 0.0
+    assert m["heldout_word_count"] == 4 and m["heldout_word_oov_rate"] == 0.0
     assert m["heldout_word_perplexity"] == pytest.approx(len(vocab))
     assert m["heldout_word_accuracy"] == 1.0  # all tied: ties count as right
     char = Config(framing=FramingConfig(name="char", level="char"), data=DataConfig())

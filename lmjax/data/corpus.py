@@ -2,6 +2,7 @@
 
 A corpus resolves to one normalised string; :func:`split_text` then cuts it into contiguous
 train / valid / test blocks by position, so overlapping windows never leak across splits.
+``data=files`` gives the splits as files instead (:func:`load_splits` reads either kind).
 """
 
 from __future__ import annotations
@@ -125,8 +126,17 @@ def read_text_file(path: str | Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+def normalise(text: str, cfg: DataConfig) -> str:
+    """Line endings unified ('\\n'), lowercased with ``data.lowercase``."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.lower() if cfg.lowercase else text
+
+
 def load_text(cfg: DataConfig) -> str:
-    """The normalised corpus text named by ``cfg`` (line endings unified, optional lowercase)."""
+    """The normalised corpus text named by ``cfg`` (line endings unified, optional lowercase);
+    with ``data=files``, the training file's."""
+    if cfg.name == "files":
+        return load_splits(cfg).train
     if cfg.name == "file":
         text = read_text_file(cfg.path)
         source = cfg.path
@@ -137,10 +147,8 @@ def load_text(cfg: DataConfig) -> str:
     else:
         known = ", ".join(sorted(BUILTINS) + sorted(REGISTRY))
         raise DataError(f"unknown corpus {cfg.name!r}; choose one of {known}, "
-                        f"or data=file data.path=PATH")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if cfg.lowercase:
-        text = text.lower()
+                        f"data=file data.path=PATH, or data=files data.train=PATH")
+    text = normalise(text, cfg)
     if not text.strip():
         raise DataError(f"corpus {source} is empty")
     return text
@@ -151,6 +159,42 @@ class Splits:
     train: str
     valid: str
     test: str
+
+
+def split_files(cfg: DataConfig) -> dict[str, Path]:
+    """``data=files``: the given split files by name (train first), checked: each exists, and
+    the test file is neither the training file nor a copy of it."""
+    paths = {k: Path(v).expanduser() for k, v in
+             (("train", cfg.train), ("valid", cfg.valid), ("test", cfg.test)) if v}
+    for k, p in paths.items():
+        if not p.exists():
+            raise DataError(f"data.{k} file not found: {p}")
+        if not p.is_file():
+            raise DataError(f"data.{k} is not a file: {p}")
+        if p.stat().st_size == 0:
+            raise DataError(f"data.{k} file is empty: {p}")
+    if "test" in paths:
+        train, test = paths["train"], paths["test"]
+        if train.resolve() == test.resolve():
+            raise DataError(f"data.test is the training file ({test}); give a held-out test "
+                            f"file, or leave data.test out")
+        if train.stat().st_size == test.stat().st_size and _sha256(train) == _sha256(test):
+            raise DataError(f"data.test is the training text ({test} and {train} have the same "
+                            f"content); give a held-out test file, or leave data.test out")
+    return paths
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """The train / valid / test texts: the split files of ``data=files`` (a missing valid or
+    test is ""), else the corpus cut by :func:`split_text`."""
+    if cfg.name != "files":
+        return split_text(load_text(cfg), cfg)
+    texts = {}
+    for k, p in split_files(cfg).items():
+        texts[k] = normalise(read_text_file(p), cfg)
+        if not texts[k].strip():
+            raise DataError(f"data.{k} file has no text (only whitespace): {p}")
+    return Splits(texts["train"], texts.get("valid", ""), texts.get("test", ""))
 
 
 def _cut(text: str, pos: int) -> int:

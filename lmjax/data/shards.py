@@ -18,7 +18,9 @@ Cuts (byte offsets, so no process has to decode the text before its own range):
   lose at most one window width each).
 
 Shard k's train and valid text are the k-th slices of the train and valid splits; the test split
-is not read by training.
+is not read by training. With ``data=files`` the splits are files: train = [0, S_train) of the
+training file and valid = [0, S_valid) of the validation file (the training file's range when
+there is none), each cut into shards the same way.
 """
 
 from __future__ import annotations
@@ -38,14 +40,15 @@ _BOM = b"\xef\xbb\xbf"
 class ByteSource:
     """A corpus as bytes that can be read by range: a file (seek + read) or a built-in text."""
 
-    def __init__(self, cfg: DataConfig, verify: bool = True):
+    def __init__(self, cfg: DataConfig, verify: bool = True, path: Path | None = None):
+        """``path``: read this file (a ``data=files`` split) instead of the corpus of ``cfg``."""
         self.read_log: list[tuple[int, int]] = []  # every [lo, hi) actually read
-        if cfg.name == "file":
-            self.path: Path | None = Path(cfg.path).expanduser()
+        if path is not None or cfg.name == "file":
+            self.path: Path | None = path or Path(cfg.path).expanduser()
             if not self.path.is_file():
                 raise DataError(f"corpus file not found: {self.path}" if not self.path.exists()
                                 else f"corpus path is not a file: {self.path}")
-            self.name, self._mem = str(cfg.path), None
+            self.name, self._mem = str(self.path), None
         elif cfg.name in corpus.BUILTINS:
             self.path, self.name = None, cfg.name
             self._mem = corpus.BUILTINS[cfg.name].encode("utf-8")
@@ -100,20 +103,34 @@ class ShardTexts:
     file_bytes: int
     bytes_read: list[tuple[int, int]] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)  # per shard, of its train + valid bytes
+    # data=files with a validation file: its size and the ranges read from it (the fields
+    # above then describe the training file)
+    valid_file_bytes: int | None = None
+    valid_bytes_read: list[tuple[int, int]] = field(default_factory=list)
 
     def report(self) -> dict:
-        """For summary.json: which shards this process read and which bytes it touched."""
-        merged: list[list[int]] = []
-        for lo, hi in sorted(self.bytes_read):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        return {"num_shards": self.num_shards, "shards": self.shards,
-                "file_bytes": self.file_bytes, "bytes_read": merged,
-                "bytes_read_total": sum(hi - lo for lo, hi in merged),
-                "train_ranges": [list(r) for r in self.train_ranges],
-                "valid_ranges": [list(r) for r in self.valid_ranges]}
+        """For summary.json: which shards this process read and which bytes it touched
+        (``data=files`` with a validation file: ``valid_file_bytes`` and ``valid_bytes_read``
+        of that file too; ``bytes_read_total`` counts both files)."""
+        merged, valid = _merge(self.bytes_read), _merge(self.valid_bytes_read)
+        out = {"num_shards": self.num_shards, "shards": self.shards,
+               "file_bytes": self.file_bytes, "bytes_read": merged,
+               "bytes_read_total": sum(hi - lo for lo, hi in merged + valid),
+               "train_ranges": [list(r) for r in self.train_ranges],
+               "valid_ranges": [list(r) for r in self.valid_ranges]}
+        if self.valid_file_bytes is not None:
+            out.update(valid_file_bytes=self.valid_file_bytes, valid_bytes_read=valid)
+        return out
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged
 
 
 def split_ranges(src: ByteSource, cfg: DataConfig) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -157,21 +174,31 @@ def read_shards(cfg: DataConfig, shards: list[int], num_shards: int,
     """The train and valid text of ``shards`` (global ids out of ``num_shards``), reading only
     their byte ranges of the corpus. ``verify``: check a registry corpus's sha256 (a streaming
     pass over the whole file; in a multi-process job only process 0 does it)."""
-    src = ByteSource(cfg, verify)
-    if src.size - src.start == 0:
-        raise DataError(f"corpus {src.name} is empty")
-    train_rng, valid_rng = split_ranges(src, cfg)
+    if cfg.name == "files":
+        paths = corpus.split_files(cfg)  # exists, not empty, test is not the training text
+        src = ByteSource(cfg, path=paths["train"])
+        vsrc = ByteSource(cfg, path=paths["valid"]) if "valid" in paths else src
+        train_rng, valid_rng = (src.start, src.size), (vsrc.start, vsrc.size)
+    else:
+        src = vsrc = ByteSource(cfg, verify)
+        if src.size - src.start == 0:
+            raise DataError(f"corpus {src.name} is empty")
+        train_rng, valid_rng = split_ranges(src, cfg)
     out = ShardTexts(list(shards), num_shards, [], [], [], [], src.size)
     for k in shards:
         t = shard_bounds(src, train_rng, num_shards, k)
-        v = shard_bounds(src, valid_rng, num_shards, k)
+        v = shard_bounds(vsrc, valid_rng, num_shards, k)
         raw_t = src.read(*t)
-        raw_v = raw_t if v == t else src.read(*v)
+        raw_v = raw_t if (v == t and vsrc is src) else vsrc.read(*v)
         where = f"shard {k} of {num_shards} of corpus {src.name} (bytes {t[0]}..{t[1]})"
         out.train.append(_decode(raw_t, cfg, where))
-        out.valid.append(_decode(raw_v, cfg, where))
+        out.valid.append(_decode(raw_v, cfg, where if vsrc is src else
+                                 f"shard {k} of {num_shards} of {vsrc.name} "
+                                 f"(bytes {v[0]}..{v[1]})"))
         out.train_ranges.append(t)
         out.valid_ranges.append(v)
         out.sha256.append(hashlib.sha256(raw_t + b"\0" + raw_v).hexdigest())
     out.bytes_read = list(src.read_log)
+    if vsrc is not src:
+        out.valid_file_bytes, out.valid_bytes_read = vsrc.size, list(vsrc.read_log)
     return out

@@ -208,10 +208,10 @@ def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
 
 def split_texts(cfg) -> tuple[dict[str, str], dict[str, str]]:
     """The run's corpus cut as in training: {split: text}, {split: the text before it}."""
-    from lmjax.data.corpus import load_text, split_text
+    from lmjax.data.corpus import load_splits
 
-    sp = split_text(load_text(cfg.data), cfg.data)
-    if cfg.data.split == "none":
+    sp = load_splits(cfg.data)  # data=files: the split files
+    if cfg.data.split == "none" and cfg.data.name != "files":
         return {"train": sp.train, "valid": sp.valid, "test": sp.test}, {}
     return ({"train": sp.train, "valid": sp.valid, "test": sp.test},
             {"valid": sp.train, "test": sp.train + sp.valid})
@@ -258,6 +258,7 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         "checkpoint": checkpoint, "step": int(loaded.state.step),
         "next_token_accuracy": nt["next_token_accuracy"], metric: nt[metric],
         "tokens": nt["tokens"], "unknown_tokens": nt["unknown"],
+        "oov_rate": nt["oov_rate"], f"{metric}_in_vocab": nt[f"{metric}_in_vocab"],
         "method": method if level == "char" else "words", "max_words": max_words,
         **ks,
         "seconds": {"next_token": t1 - t0, "keystrokes": t2 - t1},

@@ -9,13 +9,14 @@ The first token has no left context and is not scored. When a ``history`` string
 text that precedes the scored text, e.g. the end of the previous split), it only serves as left
 context, and then *every* token of the text is scored, the first included.
 
-Targets that are not in the vocabulary (``<unk>``) are not scored; their number is reported as
-``unknown``. Reported:
+A target that is not in the vocabulary is scored as the unknown token ``<unk>`` (the model's
+probability of ``<unk>``); their number is ``unknown`` and their share ``oov_rate``. Reported:
 
 * ``log_prob``: the sum of the natural-log probabilities of the scored tokens;
-* ``tokens``: how many tokens were scored;
+* ``tokens``: how many tokens were scored (unknown ones included);
 * ``bits_per_char`` (char models) = ``-log_prob / tokens / ln 2``, or ``perplexity`` (word models)
-  = ``exp(-log_prob / tokens)``;
+  = ``exp(-log_prob / tokens)``; ``perplexity_in_vocab`` / ``bits_per_char_in_vocab``: the same
+  over the in-vocabulary targets only;
 * ``next_token_accuracy`` (:func:`heldout_next_token`): the share of scored tokens whose
   log-probability is the highest of all tokens (ties count as right, as in the training metrics).
 
@@ -125,38 +126,42 @@ def stream_logprobs(loaded, ids: np.ndarray, start: int = 1, chunk: int = 256,
     return lp[start - 1:], ok[start - 1:]
 
 
-def _summary(level: str, lp: np.ndarray, ok: np.ndarray, unknown: int) -> dict:
+def _per_token(level: str, lp: np.ndarray) -> float | None:
+    """exp(mean NLL) (word) or mean NLL in bits (char) of the log-probabilities ``lp``."""
+    if len(lp) == 0:
+        return None
+    nll = -float(lp.sum(dtype=np.float64)) / len(lp)
+    return nll / math.log(2) if level == "char" else math.exp(nll)
+
+
+def _summary(level: str, lp: np.ndarray, ok: np.ndarray, known: np.ndarray) -> dict:
+    """``lp``/``ok``: every scored target (unknown ones as ``<unk>``); ``known``: which are
+    in the vocabulary."""
     n = int(len(lp))
-    total = float(lp.sum(dtype=np.float64))
-    out = {"tokens": n, "log_prob": total, "unknown": unknown}
-    if n == 0:
-        out["bits_per_char" if level == "char" else "perplexity"] = None
-        out["next_token_accuracy"] = None
-        return out
-    nll = -total / n
-    if level == "char":
-        out["bits_per_char"] = nll / math.log(2)
-    else:
-        out["perplexity"] = math.exp(nll)
-    out["next_token_accuracy"] = float(ok.mean())
+    metric = "bits_per_char" if level == "char" else "perplexity"
+    out = {"tokens": n, "log_prob": float(lp.sum(dtype=np.float64)),
+           "unknown": int(n - known.sum()), metric: _per_token(level, lp),
+           "oov_rate": float(1 - known.mean()) if n else None,
+           f"{metric}_in_vocab": _per_token(level, lp[known]),
+           "next_token_accuracy": float(ok.mean()) if n else None}
     return out
 
 
 def score_ids(predict: PredictFn, level: str, ids: np.ndarray, width: int,
               context: int | None = None, start: int = 1, batch_size: int = 512,
               progress: Progress | None = None) -> dict:
-    """Score ``ids[start:]`` (see the module docstring); ``<unk>`` targets are left out."""
+    """Score ``ids[start:]`` (see the module docstring); ``<unk>`` targets count as ``<unk>``."""
     lp, ok = token_logprobs(predict, ids, width, context, start, batch_size, progress)
     known = np.asarray(ids[start:]) != UNK_ID if len(ids) > start else np.zeros(0, bool)
-    return _summary(level, lp[known], ok[known], int((~known).sum()))
+    return _summary(level, lp, ok, known)
 
 
 def score_text(predict: PredictFn, vocab: Vocab, text: str, width: int,
                context: int | None = None, history: str = "", batch_size: int = 512,
                progress: Progress | None = None) -> dict:
     """Score a text: every token after the first (all of them when ``history`` is given)."""
-    hist = vocab.tokenize(history) if history else []
-    toks = vocab.tokenize(text)
+    hist = vocab.tokenize_text(history) if history else []
+    toks = vocab.tokenize_text(text)
     ids = vocab.encode(hist + toks)
     start = len(hist) if hist else 1
     return score_ids(predict, vocab.level, ids, width, context, start, batch_size, progress)
@@ -173,18 +178,19 @@ def heldout_next_token(loaded, text: str, context: int | str | None = None, hist
     :class:`lmjax.infer.load.LoadedRun`. ``context="stream"``: every token from all the tokens
     before it (:func:`stream_logprobs`; the state first runs through up to the last
     STREAM_WARMUP tokens of ``history``). Returns ``next_token_accuracy``, ``bits_per_char`` or
-    ``perplexity``, ``tokens`` (scored), ``log_prob`` and ``unknown`` (targets not in the
-    vocabulary, not scored). ``progress(done, total)`` is called after each batch.
+    ``perplexity`` (unknown targets scored as ``<unk>``), ``tokens`` (scored), ``log_prob``,
+    ``unknown`` (targets not in the vocabulary), ``oov_rate`` and ``perplexity_in_vocab`` /
+    ``bits_per_char_in_vocab`` (over the in-vocabulary targets only). ``progress(done, total)``
+    is called after each batch.
     """
     if context == STREAM:
         # a character tail first (a word is < 100 chars here), then the last tokens of it
-        hist = loaded.vocab.tokenize(history[-100 * STREAM_WARMUP:])[-STREAM_WARMUP:] \
+        hist = loaded.vocab.tokenize_text(history[-100 * STREAM_WARMUP:])[-STREAM_WARMUP:] \
             if history else []
-        ids = loaded.vocab.encode(hist + loaded.vocab.tokenize(text))
+        ids = loaded.vocab.encode(hist + loaded.vocab.tokenize_text(text))
         start = len(hist) if hist else 1
         lp, ok = stream_logprobs(loaded, ids, start, progress=progress)
-        known = ids[start:] != UNK_ID
-        return _summary(loaded.vocab.level, lp[known], ok[known], int((~known).sum()))
+        return _summary(loaded.vocab.level, lp, ok, ids[start:] != UNK_ID)
     ctx = loaded.seq_len if context is None else int(context)
     if history:
         history = history[-ctx:] if loaded.vocab.level == "char" else history

@@ -7,8 +7,9 @@ line_by_line one per line prefix, ...), so their val metrics do not compare like
 * **Targets**: in each line of the held-out text (the valid split, or the whole text with
   ``data.split=none``), every word at position i >= 1, i.e. all words but the first of a line
   (no framing trained on within-line context can predict a line's first word from that line).
-  Words outside the vocabulary (``<unk>``) are not scored, for every framing alike; their share
-  is reported as ``heldout_word_oov``.
+  A word outside the vocabulary is scored as the unknown token ``<unk>`` (the model's
+  probability of ``<unk>``), for every framing alike; their share is ``heldout_word_oov_rate``.
+  With ``data.eos`` a line's ``<eos>`` is one of its words (scored like the others).
 * **Context** given to predict word i (token ids, left-padded with ``<pad>`` to the trained
   width ``seq_len`` where shorter, left-truncated where longer):
 
@@ -20,9 +21,11 @@ line_by_line one per line prefix, ...), so their val metrics do not compare like
   | ``sequence`` at word level | up to ``seq_len`` previous words (across lines if ``cross_lines``) |
   | ``char``, ``sequence`` at char level | not a word model: no held-out word metrics (``{}``) |
 
-Returns ``heldout_word_perplexity`` (exp of the mean negative log-likelihood),
-``heldout_word_accuracy`` (the target has the highest log-probability; ties count as right, as
-in the training metrics), ``heldout_word_count`` and ``heldout_word_oov``.
+Returns ``heldout_word_perplexity`` (exp of the mean negative log-likelihood over all targets,
+unknown words as ``<unk>``), ``heldout_word_accuracy`` (the target has the highest
+log-probability; ties count as right, as in the training metrics), ``heldout_word_count`` (all
+targets), ``heldout_word_oov_rate`` (the share of targets outside the vocabulary) and
+``heldout_word_perplexity_in_vocab`` (the same perplexity over in-vocabulary targets only).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from lmjax.config import Config
-from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab, tokenize_lines
+from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (B, T) int32 ids -> (B, V) log-probabilities
 
@@ -86,15 +89,13 @@ def heldout_word_metrics(predict: Predict, cfg: Config, vocab: Vocab, text: str,
 def heldout_word_sums(predict: Predict, cfg: Config, vocab: Vocab, text: str, seq_len: int,
                       batch_size: int = 256) -> dict[str, float]:
     """The sums behind :func:`heldout_word_metrics` (they add up over pieces of a text):
-    ``nll_sum``, ``correct``, ``count`` (scored words) and ``total`` (with ``<unk>``)."""
+    ``nll_sum``, ``correct``, ``total`` (every target, unknown words as ``<unk>``), and
+    ``count`` / ``nll_sum_known`` (the in-vocabulary targets only)."""
     if cfg.framing.token_level != "word" or vocab.level != "word":
         return {}
-    lines = [vocab.encode(x) for x in tokenize_lines(text, "word")]
+    lines = [vocab.encode(x) for x in vocab.tokenize_lines(text)]
     ctx, tgt = heldout_contexts(cfg, lines, seq_len)
-    known = tgt != UNK_ID
-    total = len(tgt)
-    ctx, tgt = ctx[known], tgt[known]
-    nll_sum, correct = 0.0, 0
+    nll_sum, nll_known, correct = 0.0, 0.0, 0
     n = len(tgt)
     bsz = max(1, min(batch_size, n))
     for a in range(0, n, bsz):  # fixed batch shape (last batch padded): one compilation
@@ -106,17 +107,23 @@ def heldout_word_sums(predict: Predict, cfg: Config, vocab: Vocab, text: str, se
         t = tgt[a:a + real]
         lp = logp[np.arange(real), t]
         nll_sum += float(-lp.sum())
+        nll_known += float(-lp[t != UNK_ID].sum())
         correct += int(np.sum(np.sum(logp > lp[:, None], axis=1) == 0))
-    return {"nll_sum": nll_sum, "correct": correct, "count": n, "total": total}
+    return {"nll_sum": nll_sum, "correct": correct, "total": n,
+            "count": int(np.sum(tgt != UNK_ID)), "nll_sum_known": nll_known}
+
+
+SUM_KEYS = ("nll_sum", "correct", "total", "count", "nll_sum_known")
 
 
 def finalize_heldout(sums: dict[str, float]) -> dict[str, float]:
     """Sums (possibly added up over pieces) -> the ``heldout_word_*`` metrics ({} if none)."""
-    n = sums.get("count", 0)
+    n, known = sums.get("total", 0), sums.get("count", 0)
     if not n:
         return {}
-    mean_nll = sums["nll_sum"] / n
-    return {"heldout_word_perplexity": math.exp(min(mean_nll, 700.0)),
+    return {"heldout_word_perplexity": math.exp(min(sums["nll_sum"] / n, 700.0)),
             "heldout_word_accuracy": sums["correct"] / n,
             "heldout_word_count": int(n),
-            "heldout_word_oov": 1.0 - n / sums["total"]}
+            "heldout_word_oov_rate": 1.0 - known / n,
+            "heldout_word_perplexity_in_vocab": (
+                math.exp(min(sums["nll_sum_known"] / known, 700.0)) if known else None)}

@@ -35,7 +35,7 @@ from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
 from lmjax.train.datasets import ReplicatedData, ShardedData, take_fn
 from lmjax.train.metrics import finalize
-from lmjax.train.optim import make_optimizer
+from lmjax.train.optim import current_lr, make_optimizer, plateau_update, resolved
 from lmjax.train.parallel import Placement, process_run_dir, select_devices
 from lmjax.train.prepare import Prepared, prepare, prepare_data
 from lmjax.train.progress import TrainProgress
@@ -106,6 +106,12 @@ def auto_steps_per_call(steps_per_epoch: int, tokens_per_step: int) -> int:
 _auto_steps_per_call = auto_steps_per_call
 
 
+def epoch_batch(cfg: Config, train: Any) -> int:
+    """The batch size of a run: a corpus smaller than one batch trains in one (padded) batch
+    split over the devices."""
+    return min(cfg.train.batch_size, -(-train.n // train.place.size) * train.place.size)
+
+
 def _finite(tree: Any) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
@@ -136,7 +142,10 @@ def run(cfg: Config, run_dir: str | Path,
     resuming = open_run_dir(cfg, run_dir)
     graphdef, params = build_model(cfg, len(data.vocab))
     train_set, valid_set = datasets_for(cfg, data, place)
-    steps = make_steps(cfg, graphdef, take_fn(train_set))
+    # optim.decay_steps=auto: the whole run, epochs x steps per epoch (data: optim hook)
+    total_steps = cfg.train.epochs * train_set.steps_per_epoch(epoch_batch(cfg, train_set))
+    steps = make_steps(dataclasses.replace(cfg, optim=resolved(cfg.optim, total_steps)),
+                       graphdef, take_fn(train_set))
     state = init_state(params, steps.tx, dropout_key(cfg))
     ckpt = (Checkpointer(run_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
             if jax.process_index() == 0 else FollowerCheckpointer(main_dir / "checkpoints"))
@@ -178,8 +187,7 @@ class _Training:
         self.cfg, self.steps, self.writer, self.stop, self.t_start = cfg, steps, writer, stop, t_start
         self.train, place = train, train.place
         self.n = train.n
-        # a corpus smaller than one batch trains in one (padded) batch split over the devices
-        self.bsz = min(cfg.train.batch_size, -(-self.n // place.size) * place.size)
+        self.bsz = epoch_batch(cfg, train)
         self.spe = train.steps_per_epoch(self.bsz)  # steps per epoch
         self.per_call = (cfg.train.steps_per_call
                          or auto_steps_per_call(self.spe, self.bsz * train.seq_len))
@@ -230,6 +238,9 @@ class _Training:
                 record = epoch_record(epoch, epoch + done / self.spe, running,
                                       *self._evaluate(state), self.train_eval.oracle,
                                       self.valid_eval.oracle, train_s, self._wall(pos0))
+                # the learning rate of the epoch's last step (data: optim hook)
+                record["lr"] = current_lr(cfg.optim, state.opt_state, step,
+                                          cfg.train.epochs * self.spe)
                 self.writer.log(record, step)
                 faults.reached("logged")
                 if self.on_epoch is not None:
@@ -242,6 +253,12 @@ class _Training:
                 val = record.get("val_loss")
                 better = val is not None and math.isfinite(val) and (
                     pos.best_val_loss is None or val < pos.best_val_loss)
+                # --- optim.schedule=plateau (data: optim hook): lr x optim.plateau_factor after
+                # a complete epoch whose val loss is not below the best before it; saved below
+                if cfg.optim.schedule == "plateau" and complete:
+                    state = state.replace(opt_state=plateau_update(
+                        state.opt_state, val if val is not None else math.inf,
+                        pos.best_val_loss, cfg.optim.plateau_factor))
                 pos = Position(
                     step=step, epoch=epoch + 1 if complete else epoch,
                     batch=0 if complete else done, running={} if complete else running,

@@ -28,6 +28,7 @@ from lmjax.train import loop
 from lmjax.errors import ConfigError
 from lmjax.train.datasets import ReplicatedData
 from lmjax.train.metrics import finalize
+from lmjax.train.optim import resolved
 from lmjax.train.parallel import AXIS, Placement, select_devices
 from lmjax.train.progress import TrainProgress
 from lmjax.train.step import init_state
@@ -77,7 +78,8 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     states, steps = [], None
     for c in cfgs:
         graphdef, params = loop.build_model(c, len(data.vocab))
-        steps = steps or loop.make_steps(cfg, graphdef)
+        steps = steps or loop.make_steps(dataclasses.replace(cfg, optim=resolved(
+            cfg.optim, cfg.train.epochs * steps_per_epoch)), graphdef)  # decay_steps=auto
         states.append(init_state(params, steps.tx, loop.dropout_key(c)))
     assert steps is not None
     state = split(_stack(states))

@@ -17,10 +17,10 @@ from typing import Any
 import jax
 
 from lmjax.config import Config
-from lmjax.data.corpus import load_text, split_text
+from lmjax.data.corpus import Splits, load_splits
 from lmjax.data.framings import Framed, fit_width, frame
 from lmjax.data.shards import ShardTexts, read_shards
-from lmjax.data.vocab import Vocab, merge_counts, token_counts, tokenize_lines
+from lmjax.data.vocab import UNK_ID, Vocab, merge_counts, token_counts, tokenize_lines
 from lmjax.errors import ConfigError, LmjaxError
 from lmjax.train.parallel import Placement, agreed, allgather_json
 
@@ -30,7 +30,7 @@ class Prepared:
     vocab: Vocab
     train: Framed  # sharded: this process's shards, concatenated (shapes, samples)
     valid: Framed
-    test_text: str
+    test_text: str  # the test split ("" when there is none, or when sharded)
     corpus_types: int
     text_sha256: str = ""  # of the normalised corpus text (checkpoints record it)
     heldout_text: str = ""  # the valid split (the whole text with data.split=none)
@@ -50,6 +50,13 @@ class Prepared:
         return sum(self.valid_counts) if self.shards else len(self.valid)
 
     @property
+    def val_oov_rate(self) -> float:
+        """The share of the validation samples' scored targets that are ``<unk>`` (this
+        process's shards when sharded)."""
+        w = self.valid.weights > 0
+        return float((self.valid.targets[w] == UNK_ID).sum() / max(1, w.sum()))
+
+    @property
     def heldout_texts(self) -> list[str]:
         """The held-out text in pieces that are scored separately and summed (one per local
         shard when sharded)."""
@@ -58,27 +65,53 @@ class Prepared:
         return self.shards.train if self.valid_parts is self.train_parts else self.shards.valid
 
 
-def prepare_data(cfg: Config) -> Prepared:
-    """Corpus -> position split -> vocabulary (from the training text) -> framed train/valid."""
+def tokenizer_of(cfg: Config) -> dict[str, Any]:
+    """How this run splits text into tokens: level, tokenizer and eos (for tokenize_lines)."""
     level = cfg.framing.token_level
-    text = load_text(cfg.data)
-    splits = split_text(text, cfg.data)
-    train_lines = tokenize_lines(splits.train, level)
-    vocab = Vocab.build(train_lines, level)
-    corpus_types = len({t for line in tokenize_lines(text, level) for t in line})
+    if level != "word" and (cfg.data.eos or cfg.data.tokenizer != "keras"):
+        raise ConfigError("data.tokenizer=whitespace and data.eos=true apply to word models "
+                          "(data=files sets them); a char model keeps every character and line "
+                          "break: add data.tokenizer=keras data.eos=false")
+    return {"level": level, "tokenizer": cfg.data.tokenizer, "eos": cfg.data.eos}
+
+
+def _text_sha256(cfg: Config, splits: Splits) -> str:
+    """Of the normalised text training reads (data=files: train and valid files, else the
+    corpus as before)."""
+    if cfg.data.name == "files":
+        text = json.dumps(["lmjax-files-1", splits.train, splits.valid])
+    else:
+        text = splits.train if cfg.data.split == "none" else splits.train + splits.valid + \
+            splits.test
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prepare_data(cfg: Config) -> Prepared:
+    """Corpus -> splits (by position, or the split files) -> vocabulary (from the training
+    text, or every split with ``data.vocab=all``) -> framed train/valid."""
+    tok = tokenizer_of(cfg)
+    splits = load_splits(cfg.data)
+    lines = {k: tokenize_lines(getattr(splits, k), **tok) for k in ("train", "valid", "test")}
+    if cfg.data.split == "none" and cfg.data.name != "files":
+        lines["valid"] = lines["test"] = []  # all three are the whole text
+    train_lines = lines["train"]
+    vocab_lines = train_lines if cfg.data.vocab == "train" else [
+        x for k in ("train", "valid", "test") for x in lines[k]]
+    vocab = Vocab.build(vocab_lines, **tok)
+    corpus_types = len({t for k in lines for line in lines[k] for t in line})
     train = frame([vocab.encode(x) for x in train_lines], cfg.framing, "training text")
-    if cfg.data.split == "none":
+    if cfg.data.valid_is_train:
         valid = train
     else:
-        hint = " (raise data.valid_frac, or use data.split=none)"
+        hint = ("" if cfg.data.name == "files"
+                else " (raise data.valid_frac, or use data.split=none)")
         try:
-            valid = frame([vocab.encode(x) for x in tokenize_lines(splits.valid, level)],
+            valid = frame([vocab.encode(x) for x in lines["valid"]],
                           cfg.framing, "validation text", seq_len=train.seq_len)
         except LmjaxError as e:
             raise type(e)(str(e) + hint) from None
-    return Prepared(vocab, train, valid, splits.test, corpus_types,
-                    hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    splits.train if cfg.data.split == "none" else splits.valid)
+    return Prepared(vocab, train, valid, splits.test, corpus_types, _text_sha256(cfg, splits),
+                    splits.train if cfg.data.valid_is_train else splits.valid)
 
 
 def shard_mode(cfg: Config, place: Placement | None = None) -> bool:
@@ -115,14 +148,17 @@ def prepare_sharded(cfg: Config, place: Placement) -> Prepared:
     if cfg.train.parallel_seeds > 1:
         raise ConfigError("train.parallel_seeds needs the whole corpus in one process: "
                           "set data.shard=none")
+    if cfg.data.vocab == "all":
+        raise ConfigError("data.vocab=all needs every split in one process: set "
+                          "data.shard=none (or data.vocab=train)")
     positions, num = place.local_positions(), place.size
-    level = cfg.framing.token_level
+    tok = tokenizer_of(cfg)
     texts = agreed(_read, cfg, positions, num)
-    train_lines = [tokenize_lines(t, level) for t in texts.train]
-    valid_lines = train_lines if cfg.data.split == "none" else [
-        tokenize_lines(t, level) for t in texts.valid]
+    train_lines = [tokenize_lines(t, **tok) for t in texts.train]
+    valid_lines = train_lines if cfg.data.valid_is_train else [
+        tokenize_lines(t, **tok) for t in texts.valid]
     counts = merge_counts(_gathered([token_counts(lines) for lines in train_lines], positions))
-    vocab = Vocab.from_counts(counts, level)
+    vocab = Vocab.from_counts(counts, **tok)
     valid_types = _gathered([sorted({t for line in lines for t in line})
                              for lines in valid_lines], positions)
     corpus_types = len(set(counts).union(*map(set, valid_types)))
@@ -141,7 +177,7 @@ def prepare_sharded(cfg: Config, place: Placement) -> Prepared:
     train = agreed(frame_all, train_lines, "training text")
     width = max(_gathered([f.seq_len for f in train], positions))  # line_by_line: widest line
     train = [fit_width(f, width) if f.seq_len != width else f for f in train]
-    valid = train if cfg.data.split == "none" else agreed(
+    valid = train if cfg.data.valid_is_train else agreed(
         frame_all, valid_lines, "validation text", width)
     sha = _gathered(texts.sha256, positions)
     text_sha = hashlib.sha256(json.dumps(["lmjax-shards-1", num, sha]).encode()).hexdigest()

@@ -19,7 +19,7 @@ from lmjax.errors import Interrupted, Pruned
 from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
-from lmjax.train.heldout import finalize_heldout, heldout_word_sums
+from lmjax.train.heldout import SUM_KEYS, finalize_heldout, heldout_word_sums
 from lmjax.train.optim import learning_rate
 from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
@@ -105,6 +105,7 @@ class RunWriter:
             "hidden_size": cfg.model.hidden_size, "seed": cfg.seed,
             "epochs": epochs_done, "steps": step, "batch_size": min(cfg.train.batch_size, n),
             **{k: v for k, v in record.items() if k.startswith(("train_", "val_", "oracle_"))},
+            "val_oov_rate": data.val_oov_rate,  # val targets scored as <unk> (docs/metrics.md)
             "wall_seconds": wall, "train_seconds": train_seconds,
             "tokens_per_second": epochs_done * n * t_len / max(train_seconds, 1e-9),
             "best_val_loss": pos.best_val_loss, "best_step": pos.best_step,
@@ -118,7 +119,7 @@ class RunWriter:
             parts = [p for proc in allgather_json(parts) for p in proc]
             summary["data_shards"] = data.shards.report()
         summary.update(finalize_heldout({k: sum(p.get(k, 0) for p in parts)
-                                         for k in ("nll_sum", "correct", "count", "total")}))
+                                         for k in SUM_KEYS}))
         _write_json(self.run_dir / "summary.json", summary)
         self.trackers.summary(summary)
         self.trackers.finish()

@@ -38,16 +38,19 @@ def test_context_windows_are_left_padded_and_limited():
     assert np.allclose(lp, np.log(0.2)) and ok.all()  # ties count as right
 
 
-def test_history_scores_the_first_token_and_unknowns_are_skipped():
+def test_history_scores_the_first_token_and_unknowns_count_as_unk():
     vocab = char_vocab()
     model = random_bigram(len(vocab), seed=2)
     s = score_text(model, vocab, "ab", width=4, history="b")
     assert s["tokens"] == 2
     assert s["log_prob"] == pytest.approx(float(model.logp[vocab.id("b"), vocab.id("a")]
                                                 + model.logp[vocab.id("a"), vocab.id("b")]))
-    s = score_text(model, vocab, "aXb", width=4)  # X is not in the vocabulary
-    assert s["unknown"] == 1 and s["tokens"] == 1
-    assert s["log_prob"] == pytest.approx(float(model.logp[UNK_ID, vocab.id("b")]))
+    s = score_text(model, vocab, "aXb", width=4)  # X is not in the vocabulary: <unk>
+    assert s["unknown"] == 1 and s["tokens"] == 2 and s["oov_rate"] == 0.5
+    assert s["log_prob"] == pytest.approx(float(model.logp[vocab.id("a"), UNK_ID]
+                                                + model.logp[UNK_ID, vocab.id("b")]))
+    assert s["bits_per_char_in_vocab"] == pytest.approx(
+        -float(model.logp[UNK_ID, vocab.id("b")]) / np.log(2))
 
 
 def test_accuracy_and_lines():
@@ -120,5 +123,7 @@ def test_stream_with_history_scores_every_char_of_the_text():
     targets = np.arange(len(history), len(ids))  # every char of text, from all before it
     lp = logp[targets - 1, ids[targets]]
     known = ids[targets] != 1
-    assert r["tokens"] == len(text) - 1 and r["unknown"] == 1
-    assert r["log_prob"] == pytest.approx(float(lp[known].sum()), rel=1e-5)
+    assert r["tokens"] == len(text) and r["unknown"] == 1  # ',' scored as <unk>
+    assert r["log_prob"] == pytest.approx(float(lp.sum()), rel=1e-5)
+    assert r["bits_per_char_in_vocab"] == pytest.approx(
+        -float(lp[known].mean()) / np.log(2), rel=1e-5)
