@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from lmjax.cli import check_group_choices, friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
+from lmjax.infer.samples import run_samples
 from lmjax.sweep import job_info, name_job, run_job
 
 register_configs()
@@ -37,14 +38,14 @@ def main(dcfg: DictConfig) -> float | None:
         if cfg.train.parallel_seeds > 1:  # K seeds in one vmapped program, one dir per seed
             from lmjax.train.multiseed import run_seeds
 
-            per_seed = run_seeds(cfg, out)
+            per_seed = run_seeds(cfg, out, samples=run_samples)
             for s in per_seed:
                 print(_report(s))
             losses = [s["val_loss"] for s in per_seed]
             return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
         from lmjax.train.loop import run
 
-        return run(cfg, out)
+        return run(cfg, out, samples=run_samples)
 
     summary = run_job(job, info)  # a multirun records a failed job and goes on
     if summary is None:
