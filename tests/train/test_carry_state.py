@@ -65,16 +65,23 @@ def test_carried_state_equals_one_long_sequence():
     assert not np.allclose(np.asarray(cold)[1:], np.asarray(losses)[1:], rtol=1e-4)
 
 
-def test_carry_state_run_trains_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("per_call", ["4", "0"])
+def test_carry_state_run_trains_and_resumes_exactly(tmp_path, monkeypatch, per_call):
     """The entry point with carry_state: killed mid-epoch and resumed, it ends bit for bit
-    where an uninterrupted run does (the carried state is part of the checkpoint)."""
+    where an uninterrupted run does (the carried state is part of the checkpoint), with chunks
+    of 4 steps and with chunks sized by time (which differ from run to run)."""
+    from . import test_resume
+
+    monkeypatch.setattr(test_resume, "ARGS", [a if not a.startswith("train.steps_per_call=")
+                                              else f"train.steps_per_call={per_call}"
+                                              for a in test_resume.ARGS])
     args = ["framing=sequence", "framing.step=0", "framing.carry_state=true", "framing.level=char"]
     (tmp_path / "ref").mkdir()
     (tmp_path / "killed").mkdir()
     ref = cli(tmp_path / "ref" / "run", *args)
     assert ref.returncode == 0, ref.stderr[-2000:]
     run = tmp_path / "killed" / "run"
-    r = cli(run, *args, env={"LMJAX_TEST_KILL_AT": "chunk:3"})
+    r = cli(run, *args, env={"LMJAX_TEST_KILL_AT": "chunk:3" if per_call == "4" else "logged:2"})
     assert r.returncode == -9, r.stderr[-2000:]
     r = cli(run, *args, "resume=true")
     assert r.returncode == 0, r.stderr[-2000:]
