@@ -62,7 +62,8 @@ class ChunkSizer:
         if steps <= 0 or seconds <= 0:
             return
         per = seconds / steps
-        if self.step_s is None or per > 2 * self.step_s:  # first, or the machine got slower
+        first = self.step_s is None
+        if first or per > 2 * self.step_s:  # first, or the machine got slower
             self.step_s = per
         else:
             self.step_s = 0.7 * self.step_s + 0.3 * per
@@ -70,9 +71,9 @@ class ChunkSizer:
             return
         t = self.size * self.step_s
         # a new size compiles a new program: change only when far off
-        # (a busy machine's noise stays inside the band); shrink at once, grow only after
-        # three short calls in a row
+        # (a busy machine's noise stays inside the band); after the first measurement, shrink
+        # at once, grow only after three short calls in a row
         self.short = self.short + 1 if t < self.target / 3 and self.size < self.cap else 0
-        if t > 2.5 * self.target or self.short >= 3:
+        if first or t > 2.5 * self.target or self.short >= 3:
             self.size = max(1, min(self.cap, pow2_floor(self.target / self.step_s)))
             self.short = 0

@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +38,7 @@ from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
 from lmjax.train.chunking import ChunkSizer, step_flops
 from lmjax.train.datasets import ReplicatedData, ShardedData, take_fn
+from lmjax.train.epoch import ChunkedEpoch
 from lmjax.train.metrics import finalize
 from lmjax.train.optim import make_optimizer
 from lmjax.train.parallel import Placement, process_run_dir, select_devices
@@ -189,23 +189,11 @@ def run(cfg: Config, run_dir: str | Path,
         raise
 
 
-@dataclass
-class _Chunk:
-    """A dispatched chunk whose results are not read yet."""
-
-    sums: Any  # per-step metric sums, (K,) each
-    losses: Any  # (K,)
-    steps: int  # real steps (the rest of K is padding)
-    first: int  # its first step's index in the epoch
-    dispatched: float  # perf_counter when its dispatch returned (after any compilation)
-
-
 class _Training:
     """The epochs of one run from a :class:`Position`; checkpoints at chunk boundaries.
 
     ``run`` walks the epochs and ends each (evaluation, logging, checkpoint: ``_end_epoch``);
-    ``_epoch`` runs one epoch's steps as a pipeline of jitted chunks (``_dispatch`` /
-    ``_collect``)."""
+    an epoch's steps run in :class:`lmjax.train.epoch.ChunkedEpoch`."""
 
     def __init__(self, cfg: Config, steps: Steps, train: Any, valid: Any, writer: "RunWriter",
                  stop: StopSignals, t_start: float):
@@ -219,9 +207,10 @@ class _Training:
                            cfg.framing.last_only) / self.place.size
         self.sizer = ChunkSizer(cfg.train.chunk_seconds, self.spe, flops,
                                 fixed=cfg.train.steps_per_call)
-        self.compiled: set[int] = set()  # chunk sizes dispatched so far (each compiled once)
         self.on_epoch: Callable[[dict, int], None] | None = None
-        self.train_dev = train.array
+        self.chunks = ChunkedEpoch(cfg, steps, train, self.bsz, self.sizer, stop, t_start,
+                                   writer.timings, self._due, self._save,
+                                   writer.latest_checkpoint)
         self.train_eval = Evaluator(steps, train.subset(cfg.train.eval_max_train_samples,
                                                         cfg.seed), cfg.train.eval_batch_size)
         self.valid_eval = (self.train_eval if valid is train
@@ -276,7 +265,7 @@ class _Training:
                 running = dict(pos.running) if epoch == pos.epoch else {}
                 if start == 0 and state.lstm is not None:  # new lanes: the state restarts
                     state = self.steps.reset_lstm(state)
-                state, running, done, reason, train_s = self._epoch(
+                state, running, done, reason, train_s = self.chunks.run(
                     state, epoch, start, running, pos, bar)
                 step = pos.step + done - start
                 if reason == "signal" and done < self.spe:  # saved mid-epoch by _epoch
@@ -337,105 +326,6 @@ class _Training:
                            f"checkpoint saved in {d / 'checkpoints'}; continue with the same "
                            f"command plus resume=true hydra.run.dir={d}",
                            exit_code=128 + (self.stop.signum or 2))
-
-    def _dispatch(self, state: TrainState, order: np.ndarray, a: int) -> tuple[Any, _Chunk, bool]:
-        """Start steps a.. of the epoch (one chunk of the sizer's size, cut at the epoch's end;
-        padded with -1 rows to that size). Returns the new state, the chunk, and whether this
-        dispatch compiled a new size."""
-        k = self.sizer.size
-        b = min(a + k, len(order))
-        rows = np.full((k,) + order.shape[1:], -1, np.int32)
-        rows[: b - a] = order[a:b]
-        fresh = k not in self.compiled
-        state, sums, losses = self.steps.train_chunk(state, self.train_dev, self.place.rows(rows))
-        self.compiled.add(k)
-        return state, _Chunk(sums, losses, b - a, a, time.perf_counter()), fresh
-
-    def _collect(self, c: _Chunk, total: dict, epoch: int, first: int, bar: TrainProgress,
-                 train_s: float) -> None:
-        """Read a chunk's per-step sums into ``total`` (added in step order, so the sums do not
-        depend on where chunks end), check its losses, advance the progress."""
-        host, losses = jax.device_get((c.sums, c.losses))
-        if "first_chunk_seconds" not in self.writer.timings:  # this process's first chunk
-            self.writer.timings.update(first_chunk_seconds=time.perf_counter() - self.t_start,
-                                       first_chunk_steps=c.steps)
-        for k, v in host.items():
-            acc = total.get(k, 0.0)
-            for x in np.asarray(v, np.float64)[: c.steps]:
-                acc += x
-            total[k] = float(acc)
-        losses = np.asarray(losses)[: c.steps]
-        if not np.all(np.isfinite(losses)):
-            bad = int(np.argmin(np.isfinite(losses)))
-            raise TrainingDiverged(f"loss became {float(losses[bad])} at epoch {epoch + 1}, "
-                                   f"step {first + c.first + bad + 1}; "
-                                   f"{self.writer.latest_checkpoint()}")
-        bar.advance(c.steps, total["loss_sum"] / max(total["weight"], 1e-12), epoch, train_s)
-
-    def _epoch(self, state: TrainState, epoch: int, start: int, total: dict, pos: Position,
-               bar: TrainProgress):
-        """Steps start.. of one epoch in jitted chunks. Reads each chunk's sums only after the
-        next is dispatched, so the host never stalls the device; syncs only to checkpoint.
-        Returns (state, summed metrics, steps done, stop reason, train seconds so far)."""
-        cfg, budget = self.cfg, self.cfg.train.time_budget_s
-        order = self.train.epoch_order(self.bsz, cfg.seed, epoch)
-        first = pos.step - start  # global step before this epoch's first step
-        t0 = time.perf_counter()
-        pending, done, reason, read_at = None, start, None, None
-
-        def train_s() -> float:
-            return pos.train_seconds + time.perf_counter() - t0
-
-        def save_here() -> None:  # a mid-epoch checkpoint at ``done``
-            self._save(state, Position(
-                step=first + done, epoch=epoch, batch=done, running=dict(total),
-                train_seconds=train_s(),
-                wall_seconds=pos.wall_seconds + time.perf_counter() - self.t_start,
-                logged=epoch, record=pos.record, best_val_loss=pos.best_val_loss,
-                best_step=pos.best_step, wandb_id=pos.wandb_id))
-
-        while done < len(order):
-            if self.stop.signum:  # came while the host waited: do not start another chunk
-                reason = "signal"
-                if pending is not None:
-                    self._collect(pending, total, epoch, first, bar, train_s())
-                    pending = None
-                if done > start:
-                    save_here()
-                break
-            state, chunk, fresh = self._dispatch(state, order, done)
-            faults.reached("chunk")
-            done = chunk.first + chunk.steps
-            if pending is not None:
-                self._collect(pending, total, epoch, first, bar, train_s())
-                now = time.perf_counter()
-                if not fresh:  # a compilation meanwhile would have delayed the read
-                    self.sizer.measured(pending.steps, now - max(pending.dispatched,
-                                                                 read_at or 0.0))
-                read_at = now
-            pending = chunk
-            if self.sizer.step_s is None:  # the run's first chunk: time it before the next
-                self._collect(pending, total, epoch, first, bar, train_s())
-                read_at = time.perf_counter()
-                self.sizer.measured(chunk.steps, read_at - chunk.dispatched)
-                pending = None
-            if self.stop.signum:
-                reason = "signal"
-            elif budget and train_s() + 2 * self.sizer.chunk_seconds() >= budget:
-                # the chunk just dispatched ends ~one chunk from now; one more would cross the
-                # budget, so stop after this one: training time stays within the budget
-                reason = "budget"
-            if done < len(order) and (reason == "signal" or (not reason and self._due(first + done))):
-                if pending is not None:
-                    self._collect(pending, total, epoch, first, bar, train_s())
-                pending, read_at = None, None
-                save_here()
-            if reason:
-                break
-        if pending is not None:
-            self._collect(pending, total, epoch, first, bar, train_s())
-        state = jax.block_until_ready(state)
-        return state, total, done, reason, train_s()
 
 
 def epoch_record(epoch: int, epochs_done: float, running: dict, tm: dict, vm: dict,
