@@ -106,8 +106,9 @@ class Evaluator:
 
 def auto_steps_per_call(steps_per_epoch: int, tokens_per_step: int) -> int:
     """A fixed fusion by token count (~100k tokens, capped at 200 steps), for code that cuts
-    training into equal chunks without timing them (the benchmarks, parallel seeds); the
-    training loop sizes its chunks by time instead (``chunking.ChunkSizer``)."""
+    training into equal chunks without timing them (the benchmarks, parallel seeds, and jobs of
+    several processes, which must all run the same chunk sizes); a single process sizes its
+    chunks by time instead (``chunking.ChunkSizer``)."""
     return max(1, min(steps_per_epoch, 200, math.ceil(100_000 / tokens_per_step)))
 
 
@@ -205,8 +206,10 @@ class _Training:
         flops = step_flops(m.embed_size, m.hidden_size, m.num_layers,
                            len(writer.data.vocab), self.bsz, train.seq_len,
                            cfg.framing.last_only) / self.place.size
-        self.sizer = ChunkSizer(cfg.train.chunk_seconds, self.spe, flops,
-                                fixed=cfg.train.steps_per_call)
+        fixed = cfg.train.steps_per_call
+        if not fixed and jax.process_count() > 1:  # every process must run the same programs
+            fixed = auto_steps_per_call(self.spe, self.bsz * train.seq_len)
+        self.sizer = ChunkSizer(cfg.train.chunk_seconds, self.spe, flops, fixed=fixed)
         self.on_epoch: Callable[[dict, int], None] | None = None
         self.chunks = ChunkedEpoch(cfg, steps, train, self.bsz, self.sizer, stop, t_start,
                                    writer.timings, self._due, self._save,
