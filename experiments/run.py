@@ -23,6 +23,7 @@ from lmjax.cli import friendly_errors, setup_jax
 from lmjax.config import from_dictconfig, register_configs
 from lmjax.fmt import num
 from lmjax.hydra_app import run_dir_guard, run_main, shown
+from lmjax.infer.samples import run_samples
 from lmjax.search.space import check_overrides
 from lmjax.sweep import job_info, name_job, run_job
 
@@ -41,14 +42,14 @@ def main(dcfg: DictConfig) -> float | None:
         if cfg.train.parallel_seeds > 1:  # K seeds in one vmapped program, one dir per seed
             from lmjax.train.multiseed import run_seeds
 
-            per_seed = run_seeds(cfg, out)
+            per_seed = run_seeds(cfg, out, samples=run_samples)
             for s in per_seed:
                 print(_report(s))
             losses = [s["val_loss"] for s in per_seed]
             return {**per_seed[0], "val_loss": sum(losses) / len(losses), "_printed": True}
         from lmjax.search.trial import run_trial  # a trial of an Optuna search reports to it
 
-        return run_trial(cfg, out, on_start=accept)
+        return run_trial(cfg, out, on_start=accept, samples=run_samples)
 
     # a refused run leaves no new folder behind and an existing run's .hydra/ as it was
     with run_dir_guard(out, dcfg) as accept:

@@ -220,7 +220,11 @@ class TrainConfig:
     eval_batch_size: int = 512
     eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
     time_budget_s: float = 0.0  # training time limit: stops before a chunk would cross it (0: none)
-    steps_per_call: int = 0  # train steps fused in one jitted scan (0 = automatic)
+    steps_per_call: int = 0  # train steps per jitted call (0 = automatic: see chunk_seconds)
+    # automatic steps_per_call: the loop checks for a stop, checkpoint or the time budget at
+    # least this often (each jitted call gets about half of it: one runs, one waits queued)
+    chunk_seconds: float = 2.0
+    log_every_s: float = 10.0  # a plain progress line (logging; run.log) this often (0 = off)
     checkpoint_every: int = 0  # epochs between checkpoints (0 = off; the end always saves)
     checkpoint_every_steps: int = 0  # optimizer steps between checkpoints, mid-epoch too (0 = off)
     checkpoint_every_s: float = 60.0  # seconds between checkpoints, mid-epoch too (0 = off)
@@ -237,6 +241,8 @@ class TrainConfig:
         _require(self.eval_max_train_samples >= 0, "train.eval_max_train_samples must be >= 0")
         _require(self.time_budget_s >= 0, "train.time_budget_s must be >= 0")
         _require(self.steps_per_call >= 0, "train.steps_per_call must be >= 0")
+        _positive("train.chunk_seconds", self.chunk_seconds)
+        _require(self.log_every_s >= 0, "train.log_every_s must be >= 0")
         _require(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
         _require(self.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0")
         _require(self.checkpoint_every_s >= 0, "train.checkpoint_every_s must be >= 0")
@@ -330,6 +336,7 @@ _NOT_TRAINING = frozenset({
     "resume", "overwrite", "train.progress", "train.checkpoint_every",
     "train.checkpoint_every_steps", "train.checkpoint_every_s", "train.keep_checkpoints",
     "train.devices",  # data parallel gives the same updates (to float rounding) on any count
+    "train.chunk_seconds", "train.log_every_s",  # how training is cut into calls; logging
 })
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).

@@ -43,10 +43,19 @@ def flatten(tree: Any) -> dict[str, Any]:
     return {"__".join(_key_name(k) for k in path): leaf for path, leaf in leaves}
 
 
+# The carried LSTM state (framing.carry_state) is optional both ways: a checkpoint written before
+# it was saved resumes from the zero state of the template, and a reader that does not train
+# (load_run) ignores it.
+OPTIONAL = "lstm"
+
+
 def unflatten(template: Any, flat: dict[str, Any]) -> Any:
     """Put the arrays of ``flat`` into the structure of ``template``, checking names and shapes."""
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = ["__".join(_key_name(k) for k in p) for p, _ in paths]
+    flat = {k: v for k, v in flat.items() if k in names or not k.startswith(OPTIONAL)}
+    flat.update({n: np.asarray(ref) for n, (_, ref) in zip(names, paths)
+                 if n.startswith(OPTIONAL) and n not in flat})
     if set(names) != set(flat):
         missing = sorted(set(names) - set(flat))[:3]
         extra = sorted(set(flat) - set(names))[:3]

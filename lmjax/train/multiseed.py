@@ -31,7 +31,7 @@ from lmjax.train.metrics import finalize
 from lmjax.train.optim import resolved
 from lmjax.train.parallel import AXIS, Placement, select_devices
 from lmjax.train.progress import TrainProgress
-from lmjax.train.step import init_state
+from lmjax.train.step import init_state, zero_lstm
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -42,8 +42,10 @@ def _unstack(tree: Any, k: int) -> list[Any]:
     return [jax.tree.map(lambda x: x[i], tree) for i in range(k)]
 
 
-def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
-    """Train seeds cfg.seed .. cfg.seed + K - 1 together; returns one summary per seed."""
+def run_seeds(cfg: Config, run_dir: str | Path,
+              samples: loop.SamplesFn | None = None) -> list[dict]:
+    """Train seeds cfg.seed .. cfg.seed + K - 1 together; returns one summary per seed.
+    ``samples``: as for :func:`lmjax.train.loop.run`."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     k = cfg.train.parallel_seeds
@@ -80,7 +82,8 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
         graphdef, params = loop.build_model(c, len(data.vocab))
         steps = steps or loop.make_steps(dataclasses.replace(cfg, optim=resolved(
             cfg.optim, cfg.train.epochs * steps_per_epoch)), graphdef)  # decay_steps=auto
-        states.append(init_state(params, steps.tx, loop.dropout_key(c)))
+        lstm = zero_lstm(graphdef, params, bsz) if cfg.framing.carry_state else None
+        states.append(init_state(params, steps.tx, loop.dropout_key(c), lstm))
     assert steps is not None
     state = split(_stack(states))
     vtrain = jax.jit(jax.vmap(steps._train_chunk, in_axes=(0, None, 0)), donate_argnums=0)
@@ -97,7 +100,7 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
     eval_idx = [place.replicate(np.asarray(e.idx)) for e in (train_eval, valid_eval)]
     level = cfg.framing.token_level
     dirs = [run_dir / f"seed_{s}" for s in seeds[:k]]
-    writers = [loop.RunWriter(c, d, data) for c, d in zip(cfgs, dirs)]
+    writers = [loop.RunWriter(c, d, data, samples=samples) for c, d in zip(cfgs, dirs)]
     train_seconds = 0.0
     records: list[dict] = [{} for _ in seeds]
     try:
@@ -106,10 +109,15 @@ def run_seeds(cfg: Config, run_dir: str | Path) -> list[dict]:
                 order = np.stack([order_of(n, bsz, s, epoch) for s in seeds])
                 t0 = time.perf_counter()
                 running = None
+                if state.lstm is not None:  # carry_state: new lanes, the state restarts
+                    state = state.replace(lstm=jnp.zeros_like(state.lstm))
                 for a, b in batches.chunk_bounds(steps_per_epoch, per_call):
-                    state, sums, losses = vtrain(state, train_dev, split(order[:, a:b]))
+                    rows = np.full((len(seeds), per_call, bsz), -1, np.int32)  # -1: padding
+                    rows[:, : b - a] = order[:, a:b]
+                    state, sums, losses = vtrain(state, train_dev, split(rows))
+                    sums = {key: v.sum(-1) for key, v in sums.items()}  # per-step -> per-seed
                     running = sums if running is None else jax.tree.map(jnp.add, running, sums)
-                    bar.advance(b - a, float(np.mean(np.asarray(losses[:, -1]))), epoch)
+                    bar.advance(b - a, float(np.mean(np.asarray(losses[:, b - a - 1]))), epoch)
                 state = jax.block_until_ready(state)
                 train_seconds += time.perf_counter() - t0
                 tm = jax.device_get(veval(state.params, eval_data[0], eval_idx[0]))

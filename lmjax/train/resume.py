@@ -39,7 +39,7 @@ class Position:
 
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # index of the epoch in progress (= epochs completed)
-    batch: int = 0  # steps of that epoch already taken (a multiple of the chunk size)
+    batch: int = 0  # steps of that epoch already taken
     running: dict[str, float] = field(default_factory=dict)  # their metric sums (host floats)
     train_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -2,9 +2,12 @@
 
 The NNX model is split once into a graph definition and a parameter State; the jitted functions
 take and return plain pytrees (:class:`TrainState`), so they can be donated, vmapped over seeds
-and sharded. One jit boundary covers a *chunk* of steps: a ``lax.scan`` over K batch-index rows
-that gathers each batch from the device-resident dataset, so the host only dispatches once per
-K steps and never waits for a step to finish.
+and sharded. One jit boundary covers a *chunk* of steps: a ``lax.while_loop`` over up to K
+batch-index rows that gathers each batch from the device-resident dataset, so the host only
+dispatches once per chunk and never waits for a step to finish. Trailing rows of -1 are padding
+the loop stops before, so one compiled K serves any shorter chunk (an epoch's last one, a
+resumed one) and the loop body, hence every step's arithmetic, is the same whatever the chunk
+length: how training is cut into chunks does not change what it computes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ class TrainState:
     opt_state: Any
     step: jax.Array  # () int32: optimizer steps taken
     key: jax.Array  # (2,) uint32: dropout base key; step s uses fold_in(key, s)
+    # framing.carry_state: the LSTM state (L, 2, B, H) the last step ended in, which the next
+    # step starts from (zero at every epoch start); None otherwise
+    lstm: Any = None
 
 
 class Steps:
@@ -36,7 +42,8 @@ class Steps:
                  last_only: bool, dropout: bool, take: Any = None, carry_state: bool = False):
         self.graphdef = graphdef
         # framing.carry_state: row b of step s + 1 continues row b of step s, so each train
-        # step starts from the LSTM state the previous one ended in (reset at chunk starts)
+        # step starts from the LSTM state the previous one ended in (TrainState.lstm, carried
+        # across chunks; zero at epoch starts, see reset_lstm)
         self.carry_state = carry_state
         # (dataset, row ids (B,)) -> batch; datasets.sharded_take for per-device shards
         self.take = take or (lambda data, ix: {k: v[ix] for k, v in data.items()})
@@ -44,6 +51,7 @@ class Steps:
         self.last_only = last_only
         self.dropout = dropout
         self.train_chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self.reset_lstm = jax.jit(self._reset_lstm, donate_argnums=0)
         self.eval_chunk = jax.jit(self._eval_chunk)
         self.predict = jax.jit(self._predict)
         self.stream = jax.jit(self._stream)
@@ -91,36 +99,47 @@ class Steps:
                 state.params, batch, key, lstm_state)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        sums = dict(sums, grad_norm=optax.global_norm(grads), step_loss=loss)
+        sums = dict(sums, step_loss=loss)
         new = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
         if lstm_state is None:
             return new, sums
         return new, sums, jax.lax.stop_gradient(final)
 
     def _train_chunk(self, state: TrainState, data: Batch, idx: jax.Array):
-        """data: dataset arrays (N + 1, T), row N all-zero weights; idx: (K, B) row ids.
+        """data: dataset arrays (N + 1, T), row N all-zero weights; idx: (K, B) row ids, whose
+        trailing rows may be -1 (padding: not run).
 
-        Returns the new state, metric sums over the K steps and the per-step losses (K,).
-        With carry_state the LSTM state starts at zero and runs through the K steps.
+        Returns the new state, per-step metric sums {"loss_sum", "weight"}: (K,) each, and the
+        per-step losses (K,) (zero for padding rows). Per-step values (not chunk totals) let
+        the host add them up in step order, so running sums do not depend on where chunks end.
+        With carry_state each step starts from ``state.lstm`` and leaves its final state there.
         """
-        if self.carry_state:
-            model = nnx.merge(self.graphdef, state.params)
+        k = idx.shape[0]
+        n = jnp.sum(jnp.min(idx, axis=1) >= 0)  # rows to run (padding is trailing)
+        if self.carry_state and state.lstm is None:  # a state made without one: start at zero
+            state = state.replace(lstm=zero_lstm(self.graphdef, state.params, idx.shape[1]))
+        out0 = {name: jnp.zeros((k,), jnp.float32) for name in ("loss_sum", "weight", "loss")}
 
-            def body_carry(c, ix):
-                st, h = c
-                st, sums, h = self.train_step(st, self.take(data, ix), h)
-                return (st, h), sums
+        def body(c):
+            i, st, out = c
+            batch = self.take(data, idx[i])
+            if self.carry_state:
+                new, sums, h = self.train_step(st, batch, st.lstm)
+                new = new.replace(lstm=h)
+            else:
+                new, sums = self.train_step(st, batch)
+            vals = {"loss_sum": sums["loss_sum"], "weight": sums["weight"],
+                    "loss": sums["step_loss"]}
+            return i + 1, new, {name: out[name].at[i].set(vals[name]) for name in out}
 
-            (state, _), per_step = jax.lax.scan(body_carry, (state, model.zero_state(
-                idx.shape[1])), idx)
-        else:
-            def body(st, ix):
-                return self.train_step(st, self.take(data, ix))
+        _, state, out = jax.lax.while_loop(lambda c: c[0] < n, body,
+                                           (jnp.zeros((), jnp.int32), state, out0))
+        losses = out.pop("loss")
+        return state, out, losses
 
-            state, per_step = jax.lax.scan(body, state, idx)
-        losses = per_step.pop("step_loss")
-        per_step.pop("grad_norm")
-        return state, {k: v.sum(0) for k, v in per_step.items()}, losses
+    def _reset_lstm(self, state: TrainState) -> TrainState:
+        """The carried LSTM state set to zero (an epoch's lanes start from new offsets)."""
+        return state if state.lstm is None else state.replace(lstm=jnp.zeros_like(state.lstm))
 
     def _eval_chunk(self, params: Any, data: Batch, idx: jax.Array) -> dict:
         """Metric sums of ``params`` over the rows idx (E, B) of data (no dropout)."""
@@ -146,6 +165,13 @@ class Steps:
         return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), final
 
 
-def init_state(params: Any, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+def init_state(params: Any, tx: optax.GradientTransformation, key: jax.Array,
+               lstm: jax.Array | None = None) -> TrainState:
+    """``lstm``: the zero LSTM state (L, 2, B, H) of a carry_state run (``zero_lstm``)."""
     return TrainState(params=params, opt_state=tx.init(params),
-                      step=jnp.zeros((), jnp.int32), key=key)
+                      step=jnp.zeros((), jnp.int32), key=key, lstm=lstm)
+
+
+def zero_lstm(graphdef: nnx.GraphDef, params: Any, batch: int) -> jax.Array:
+    """(L, 2, B, H) zeros: the LSTM state a carry_state run starts each epoch from."""
+    return nnx.merge(graphdef, params).zero_state(batch)

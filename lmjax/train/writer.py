@@ -1,13 +1,20 @@
 """The files of one run dir: config.yaml, vocab.json, metrics.jsonl (+ W&B), checkpoints/,
 samples.txt and summary.json (see results/README.md). Used by ``loop.run`` and by
-``multiseed.run_seeds`` (one writer per seed)."""
+``multiseed.run_seeds`` (one writer per seed).
+
+End-of-run samples come from a ``samples`` callback the entry point passes in
+(``lmjax.infer.samples.run_samples``): this floor does not import inference.
+
+A run that ends far worse than a uniform guess is recorded as diverged
+(:func:`divergence`)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +23,6 @@ import numpy as np
 from lmjax.config import Config
 from lmjax.data.vocab import Vocab
 from lmjax.errors import Interrupted, Pruned
-from lmjax.infer.generate import generate_seq
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.heldout import SUM_KEYS, finalize_heldout, heldout_word_sums
@@ -25,6 +31,15 @@ from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
 from lmjax.track import make_trackers
+
+log = logging.getLogger("lmjax.train")
+
+# (cfg, predict: inputs (B, T) -> log-probabilities (B, V), vocab, width, run_dir) -> samples
+SamplesFn = Callable[[Config, Callable[[np.ndarray], np.ndarray], Vocab, int, Path], list]
+
+# A run is "diverged" when its final training loss is above this many times ln(V), the loss of
+# a uniform guess over the V tokens (see divergence()).
+DIVERGED_FACTOR = 1.5
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -39,8 +54,9 @@ class RunWriter:
 
     def __init__(self, cfg: Config, run_dir: Path, data: Any, *,
                  ckpt: Checkpointer | None = None, pos: Position | None = None,
-                 restored: bool = False):
+                 restored: bool = False, samples: SamplesFn | None = None):
         self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
+        self.samples = samples  # None: no samples (library use without inference)
         self.timings: dict = {}  # first_chunk_seconds/_steps, filled in by the training loop
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not restored:  # a restored run's vocab.json was checked against the checkpoint
@@ -75,6 +91,17 @@ class RunWriter:
                         data_order=order, data_shards=shards, **extra)
         self.ckpt.save(pos.step, state_tree(state), meta, val_loss)
 
+    def latest_checkpoint(self) -> str:
+        """What a stop keeps, in words: "the last good checkpoint (step N) is kept in DIR" or
+        "no checkpoint was written"."""
+        try:
+            step = self.ckpt.latest_step()
+        except Exception:  # noqa: BLE001 - only for a message
+            step = None
+        if step is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint (step {step}) is kept in {self.ckpt.directory}"
+
     def finish(self, state: TrainState, steps: Steps, record: dict, epochs_done: float,
                train_seconds: float, wall: float, pos: Position | None = None) -> dict:
         """Final checkpoint (unless saved), samples.txt, summary.json; closes the trackers."""
@@ -90,10 +117,8 @@ class RunWriter:
         # inference below runs on this process's own copy of the (replicated) parameters, so
         # processes that score different shards never wait on one another
         state = state.replace(params=local_copy(state.params))
-        samples = _samples(cfg, steps, state, data.vocab, t_len)
+        samples = self._samples(steps, state, t_len)
         (self.run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
-        if cfg.sample.complete:  # the keyboard demo: completions.json, printed too
-            _completions(self.run_dir, cfg, steps, state, data.vocab, t_len)
         faults.reached("summary")
         level = cfg.framing.token_level
         summary = {
@@ -120,10 +145,23 @@ class RunWriter:
             summary["data_shards"] = data.shards.report()
         summary.update(finalize_heldout({k: sum(p.get(k, 0) for p in parts)
                                          for k in SUM_KEYS}))
+        reason = divergence(record, len(data.vocab))
+        if reason:
+            summary.update(status="diverged", reason=reason)
+            log.warning("diverged: %s", reason)
         _write_json(self.run_dir / "summary.json", summary)
         self.trackers.summary(summary)
         self.trackers.finish()
         return summary
+
+    def _samples(self, steps: Steps, state: TrainState, width: int) -> list[str]:
+        if self.samples is None:
+            return []
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return np.asarray(steps.predict(state.params, jnp.asarray(x)))
+
+        return list(self.samples(self.cfg, predict, self.data.vocab, width, self.run_dir))
 
     def fail(self, e: BaseException) -> None:
         """summary.json says failed (or interrupted); W&B closed; checkpoints left as they are."""
@@ -146,37 +184,38 @@ class RunWriter:
                 _write_json(self.run_dir / "summary.json", info)
 
 
-def _samples(cfg: Config, steps: Steps, state: TrainState, vocab: Vocab, width: int) -> list[str]:
-    if cfg.sample.length == 0:
-        return []
-    import warnings
+def divergence(record: dict, vocab_size: int) -> str | None:
+    """Why a finished run counts as diverged, or None.
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(steps.predict(state.params, jnp.asarray(x)))
+    The rule: the final training loss (the model evaluated on its own training text at the
+    end) is above ``DIVERGED_FACTOR`` x ln(V). ln(V) is what a uniform guess over the V tokens
+    scores, and about where an untrained model starts; training that works ends below it, so
+    a model 50% worse than knowing nothing has been made confidently wrong (a learning rate
+    too high, typically). The training loss, not the validation loss, decides: a model that
+    overfits a small corpus can end with a high validation loss while it fits its training
+    text well, and that is not divergence."""
+    loss = record.get("train_loss")
+    if loss is None or vocab_size < 2:
+        return None
+    from lmjax.fmt import num
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [generate_seq(predict, vocab, p, cfg.sample.length, width)
-                for p in cfg.sample.prompts]
-
-
-def _completions(run_dir: Path, cfg: Config, steps: Steps, state: TrainState, vocab: Vocab,
-                 width: int) -> None:
-    """5 completions of each ``sample.complete`` text's first 40 chars (docs/keyboard.md)."""
-    from lmjax.infer.complete import format_completions, prompt_completions
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(steps.predict(state.params, jnp.asarray(x)))
-
-    rows = prompt_completions(predict, vocab, list(cfg.sample.complete), width,
-                              lowercase=cfg.data.lowercase)
-    _write_json(run_dir / "completions.json", rows)
-    print("\n".join(["completions:"] + format_completions(rows)))
+    uniform = math.log(vocab_size)
+    if not loss > DIVERGED_FACTOR * uniform:  # NaN stops earlier (TrainingDiverged)
+        return None
+    val = record.get("val_loss")
+    also = f", validation loss {num(val)}" if val is not None else ""
+    return (f"final training loss {num(loss)}{also}: above {DIVERGED_FACTOR:g} x ln(V) = "
+            f"{num(DIVERGED_FACTOR * uniform)} (a uniform guess over the {vocab_size} tokens "
+            f"scores ln(V) = {num(uniform)}); lower optim.lr or optim.clip_norm")
 
 
 def state_tree(state: TrainState) -> dict:
-    return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
+    """What a checkpoint's ``state`` item holds; ``lstm`` (framing.carry_state) only when set."""
+    tree = {"params": state.params, "opt_state": state.opt_state, "step": state.step,
             "key": state.key}
+    if state.lstm is not None:
+        tree["lstm"] = state.lstm
+    return tree
 
 
 def _write_config(cfg: Config, run_dir: Path) -> None:

@@ -31,8 +31,10 @@ def runs(tmp_path_factory):
                   train=TrainConfig(epochs=3, batch_size=32, progress=False),
                   sample=SampleConfig(prompts=["jack"], length=4,
                                       complete=["Jack and Jill went up the hill"]), **quiet)
-    run(word, base / "word")
-    run(char, base / "char")
+    from lmjax.infer.samples import run_samples
+
+    run(word, base / "word", samples=run_samples)
+    run(char, base / "char", samples=run_samples)
     return {"word": base / "word", "char": base / "char"}
 
 

@@ -13,7 +13,7 @@ from lmjax.errors import ConfigError
 from lmjax.model.lm import LanguageModel
 from lmjax.train.step import Steps, init_state
 
-from .test_resume import cli, outcome
+from .test_resume import cli, corpus_text, outcome
 
 
 def test_lanes_are_consecutive_rows():
@@ -65,16 +65,23 @@ def test_carried_state_equals_one_long_sequence():
     assert not np.allclose(np.asarray(cold)[1:], np.asarray(losses)[1:], rtol=1e-4)
 
 
-def test_carry_state_run_trains_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("per_call", ["4", "0"])
+def test_carry_state_run_trains_and_resumes_exactly(tmp_path, monkeypatch, per_call):
     """The entry point with carry_state: killed mid-epoch and resumed, it ends bit for bit
-    where an uninterrupted run does (the state restarts at zero at every chunk)."""
+    where an uninterrupted run does (the carried state is part of the checkpoint), with chunks
+    of 4 steps and with chunks sized by time (which differ from run to run)."""
+    from . import test_resume
+
+    monkeypatch.setattr(test_resume, "ARGS", [a if not a.startswith("train.steps_per_call=")
+                                              else f"train.steps_per_call={per_call}"
+                                              for a in test_resume.ARGS])
     args = ["framing=sequence", "framing.step=0", "framing.carry_state=true", "framing.level=char"]
     (tmp_path / "ref").mkdir()
     (tmp_path / "killed").mkdir()
     ref = cli(tmp_path / "ref" / "run", *args)
     assert ref.returncode == 0, ref.stderr[-2000:]
     run = tmp_path / "killed" / "run"
-    r = cli(run, *args, env={"LMJAX_TEST_KILL_AT": "chunk:3"})
+    r = cli(run, *args, env={"LMJAX_TEST_KILL_AT": "chunk:3" if per_call == "4" else "logged:2"})
     assert r.returncode == -9, r.stderr[-2000:]
     r = cli(run, *args, "resume=true")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -83,3 +90,48 @@ def test_carry_state_run_trains_and_resumes_exactly(tmp_path):
     for x, y in zip(a["params"], b["params"]):
         assert np.array_equal(x, y)
     assert a["rows"][-1]["train_loss"] < a["rows"][0]["train_running_loss"]  # it learns
+
+
+def test_chunk_length_does_not_change_training(tmp_path):
+    """carry_state trains the same, bit for bit, whatever the chunks are: 2 steps per jitted
+    call, 3, or sized by time; the LSTM state runs on across chunk boundaries."""
+    import json
+
+    from lmjax.config import DataConfig, LoggerConfig, SampleConfig, TrainConfig
+    from lmjax.train.loop import run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus_text())
+
+    def one(per_call):
+        cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
+                     framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
+                                           carry_state=True),
+                     model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
+                     train=TrainConfig(epochs=2, batch_size=8, steps_per_call=per_call,
+                                       progress=False),
+                     logger=LoggerConfig(name="none"), sample=SampleConfig(length=0))
+        d = tmp_path / f"run{per_call}"
+        run(cfg, d)
+        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+    two, three, auto = one(2), one(3), one(0)
+    assert two == three == auto
+    assert two[-1]["train_loss"] < two[0]["train_running_loss"]
+
+
+def test_checkpoint_holds_the_carried_state(tmp_path):
+    """A carry_state checkpoint saves the LSTM state (resumed mid-epoch, the next step starts
+    from it); load_run, which does not train, ignores it; an old checkpoint without it
+    restores the zero state."""
+    from lmjax.train.checkpoint import unflatten
+
+    tmpl = {"params": {"w": np.zeros(2)}, "lstm": np.zeros((1, 2, 4, 3), np.float32)}
+    old = unflatten(tmpl, {"params__w": np.ones(2)})
+    assert np.array_equal(old["params"]["w"], np.ones(2)) and not old["lstm"].any()
+    got = unflatten({"params": {"w": np.zeros(2)}},
+                    {"params__w": np.ones(2), "lstm": np.ones((1, 2, 4, 3))})
+    assert set(got) == {"params"}
+    with pytest.raises(Exception, match="does not match"):
+        unflatten({"params": {"w": np.zeros(2)}}, {"params__w": np.ones(2), "other": 1})

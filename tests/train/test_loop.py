@@ -46,8 +46,11 @@ def test_tutorial_framings_reach_their_oracle(tmp_path, framing, acc):
 
 
 def test_line_by_line_preset_seed_generates_the_tutorial_line(tmp_path):
-    s = run(brownlee(FramingConfig(name="line_by_line"), seed=2), tmp_path)
+    from lmjax.infer.samples import run_samples
+
+    s = run(brownlee(FramingConfig(name="line_by_line"), seed=2), tmp_path, samples=run_samples)
     assert s["samples"] == ["jack and jill went up the hill"]
+    assert (tmp_path / "samples.txt").read_text() == "jack and jill went up the hill\n"
 
 
 def test_run_dir_contents(tmp_path):
@@ -154,3 +157,121 @@ def _corpus(tmp_path):
     p = tmp_path / "corpus.txt"
     p.write_text(TEXT)
     return p
+
+
+def _slow_steps(monkeypatch, matmuls: int = 6) -> list:
+    """Every train step does ``matmuls`` more 400 x 400 matmuls on the device (tens of ms on a
+    CPU; the state depends on them, so they run in order). Returns the (start, end) times of
+    every chunk's dispatch."""
+    import time
+
+    import jax
+
+    from lmjax.train import step as step_mod
+
+    real_step, real_init = step_mod.Steps.train_step, step_mod.Steps.__init__
+    calls: list = []
+
+    def train_step(self, state, batch, lstm_state=None):
+        out = real_step(self, state, batch, lstm_state)
+        new = out[0]
+        x = jnp.full((400, 400), 1e-3, jnp.float32) * new.step.astype(jnp.float32)
+        x = jax.lax.fori_loop(0, matmuls, lambda i, y: jnp.tanh(y @ y), x)
+        zero = (x[0, 0] * 0).astype(jnp.int32)
+        return (new.replace(step=new.step + zero),) + tuple(out[1:])
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        chunk = self.train_chunk
+
+        def train_chunk(*args):
+            t = time.perf_counter()
+            out = chunk(*args)
+            calls.append((t, time.perf_counter()))  # a new chunk size compiles in between
+            return out
+        self.train_chunk = train_chunk
+
+    monkeypatch.setattr(step_mod.Steps, "train_step", train_step)
+    monkeypatch.setattr(step_mod.Steps, "__init__", init)
+    return calls
+
+
+def _long_corpus(tmp_path):
+    p = tmp_path / "long.txt"
+    p.write_text(TEXT * 4)  # one_word, batch 4: ~200 steps per epoch
+    return p
+
+
+@pytest.mark.slow
+def test_time_budget_holds_for_slow_steps(tmp_path, monkeypatch):
+    """Steps of ~50 ms and 168 per epoch (a chunk by step count would run ~8 s): with
+    train.chunk_seconds=0.4 the chunks shrink to a few steps and a 30-s budget (compilation
+    of two chunk sizes included: up to 9 s each on a busy 2-core machine) is kept."""
+    _slow_steps(monkeypatch, 30)
+    cfg = quiet(data=DataConfig(name="file", path=str(_long_corpus(tmp_path)), split="none"),
+                framing=FramingConfig(name="one_word"),
+                train=TrainConfig(epochs=100, batch_size=4, time_budget_s=30.0,
+                                  chunk_seconds=0.4, progress=False))
+    s = run(cfg, tmp_path / "run")
+    assert s["train_seconds"] < 30.0 and s["steps"] > 64
+
+
+def test_sigterm_is_answered_within_chunk_seconds(tmp_path, monkeypatch):
+    """SIGTERM 0.3 s after the 3rd chunk is dispatched: the run saves and stops within about
+    train.chunk_seconds (plus the checkpoint's write, and any compilation of a new chunk size
+    the signal came during: on a busy 2-core machine that alone can take 10 s), not after a
+    chunk of a fixed step count (~5 s here)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from lmjax.errors import Interrupted
+
+    calls = _slow_steps(monkeypatch, 18)
+    sent: list = []
+
+    def arm():
+        while len(calls) < 3:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = quiet(data=DataConfig(name="file", path=str(_long_corpus(tmp_path)), split="none"),
+                framing=FramingConfig(name="one_word"),
+                train=TrainConfig(epochs=3, batch_size=4, chunk_seconds=0.4, progress=False))
+    t = threading.Thread(target=arm, daemon=True)
+    t.start()
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        run(cfg, tmp_path / "run")
+    took = time.perf_counter() - sent[0]
+    compiling = sum(max(0.0, b - max(a, sent[0])) for a, b in calls)
+    assert took - compiling < 2.0, (took, compiling)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["last_checkpoint_step"]
+
+
+def test_chunk_sizer_follows_measured_step_time():
+    from lmjax.train.chunking import ChunkSizer
+
+    z = ChunkSizer(2.0, steps_per_epoch=10_000, flops_per_step=1.0)
+    assert z.size == 64  # a tiny guessed step: the first call is still capped
+    z.measured(64, 64 * 0.001)  # 1 ms per step -> 1 s per call = 1000 steps -> 512
+    assert z.size == 512 and z.chunk_seconds() == pytest.approx(0.512)
+    z.measured(512, 512 * 0.01)  # the machine got 10x slower: shrink at once
+    assert z.size == 64
+    for _ in range(5):
+        z.measured(64, 64 * 0.0105)  # within the band: no new size (no recompilation)
+    assert z.size == 64
+    z.measured(64, 64 * 0.001)
+    z.measured(64, 64 * 0.001)
+    assert z.size == 64  # two short calls: could be noise
+    for _ in range(10):
+        z.measured(64, 64 * 0.001)
+    assert z.size > 64  # steps really got faster
+    assert ChunkSizer(2.0, 3, 1.0).size == 4  # never more than the epoch (rounded up)
+    assert ChunkSizer(2.0, 10_000, 1e12).size == 1  # a huge step: one per call
+    fixed = ChunkSizer(2.0, 10_000, 1.0, fixed=7)
+    fixed.measured(7, 100.0)
+    assert fixed.size == 7  # train.steps_per_call overrides

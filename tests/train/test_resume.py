@@ -28,7 +28,7 @@ def corpus_text() -> str:
     return "".join(" ".join(rng.choice(WORDS, 7)) + "\n" for _ in range(40))
 
 
-# ~1.7k chars -> ~690 char windows, batch 32: 22 steps per epoch, chunks of 4 steps,
+# ~1.7k chars -> ~520 char windows, batch 32: 16 steps per epoch, chunks of 4 steps,
 # a checkpoint every 8 steps (mid-epoch) and at every epoch end; dropout exercises the RNG.
 ARGS = ["framing=char", "framing.seq_len=10", "framing.step=2", "model.embed_size=8",
         "model.hidden_size=16", "model.dropout=0.1", "train.batch_size=32", "train.epochs=3",
@@ -190,6 +190,9 @@ def test_signal_saves_and_resumes(tmp_path, reference, point, sig, code, step):
         run_id = first[0].name.rsplit("-", 1)[-1]
     r = cli(run_dir, "resume=true", env={"WANDB_MODE": "offline"}, logger=logger)
     assert r.returncode == 0, r.stderr
+    where = {12: "resumed from step 12, epoch 1 (12 of its 16 steps done)",
+             32: "resumed from step 32, epoch 3"}[step]
+    assert where in r.stdout and where in (run_dir / "run.log").read_text()
     assert_same(outcome(run_dir), reference)
     if sig == "TERM":
         from lmjax.train.checkpoint import Checkpointer
