@@ -26,7 +26,6 @@ from lmjax.errors import Interrupted, Pruned
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.heldout import SUM_KEYS, finalize_heldout, heldout_word_sums
-from lmjax.train.optim import learning_rate
 from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState
@@ -67,7 +66,7 @@ class RunWriter:
         self.trackers = make_trackers(cfg.logger, self.run_dir, cfg.name, cfg.to_dict(),
                                       pos.wandb_id if pos else None,
                                       pos.logged if pos else None,
-                                      learning_rate=learning_rate(cfg.optim),
+                                      # each epoch's record carries its learning rate ("lr")
                                       tokens_per_epoch=data.num_train * data.train.seq_len)
         self.wandb_id = self.trackers.wandb_run_id or (pos.wandb_id if pos else None)
 
