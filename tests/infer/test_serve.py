@@ -86,7 +86,7 @@ def test_short_load_test_has_no_errors(server):
     ([], "give run=RUN_DIR or runs=RUN_A,RUN_B"),
     (["run=a", "runs=b,c"], "(one of them)"),
     (["runs=a,a"], "names a run twice"),
-    (["run=/nonexistent/run"], "not an lmjax run directory"),
+    (["run=/nonexistent/run"], "does not exist"),
     (["run=x", "port=http"], "port='http' is not a valid int"),
 ])
 def test_serve_argument_errors_are_one_line(args, words, capsys, monkeypatch):
