@@ -81,8 +81,20 @@ def _report(s: dict) -> str:
               f"{metric} {num(s[metric])}",
               f"  {num(s['train_seconds'], 1)}s training, "
               f"{num(round(s['tokens_per_second']))} tokens/s"]
+    lines += _test_lines(s)
     lines += [f"  > {x}" for x in s["samples"]]
     return "\n".join(lines)
+
+
+def _test_lines(s: dict) -> list[str]:
+    """The end-of-run test metrics (docs/metrics.md), or why there are none."""
+    if "test_loss" in s:
+        metric = "test_bits_per_char" if "test_bits_per_char" in s else "test_perplexity"
+        line = (f"  test (step {s['test_step']}, best validation; one stream): {metric} "
+                f"{num(s[metric])}  test_loss {num(s['test_loss'])}  "
+                f"test_tokens {num(s['test_tokens'])}  test_oov_rate {num(s['test_oov_rate'])}")
+        return [line] + ([f"  ({s['test_note']})"] if s.get("test_note") else [])
+    return [f"  test: {s['test_note']}"] if s.get("test_note") else []
 
 
 if __name__ == "__main__":

@@ -219,6 +219,8 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 512
     eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
+    # end-of-run test metrics: score at most this many test tokens (0 = the whole test text)
+    test_max_tokens: int = 0
     time_budget_s: float = 0.0  # training time limit: stops before a chunk would cross it (0: none)
     steps_per_call: int = 0  # train steps per jitted call (0 = automatic: see chunk_seconds)
     # automatic steps_per_call: the loop checks for a stop, checkpoint or the time budget at
@@ -239,6 +241,7 @@ class TrainConfig:
         _positive("train.batch_size", self.batch_size)
         _positive("train.eval_batch_size", self.eval_batch_size)
         _require(self.eval_max_train_samples >= 0, "train.eval_max_train_samples must be >= 0")
+        _require(self.test_max_tokens >= 0, "train.test_max_tokens must be >= 0")
         _require(self.time_budget_s >= 0, "train.time_budget_s must be >= 0")
         _require(self.steps_per_call >= 0, "train.steps_per_call must be >= 0")
         _positive("train.chunk_seconds", self.chunk_seconds)
@@ -337,6 +340,7 @@ _NOT_TRAINING = frozenset({
     "train.checkpoint_every_steps", "train.checkpoint_every_s", "train.keep_checkpoints",
     "train.devices",  # data parallel gives the same updates (to float rounding) on any count
     "train.chunk_seconds", "train.log_every_s",  # how training is cut into calls; logging
+    "train.test_max_tokens",  # end-of-run scoring only
 })
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).

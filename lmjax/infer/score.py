@@ -26,7 +26,6 @@ the jitted predict function compiles once).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -34,6 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab
 from lmjax.errors import DataError
+from lmjax.train import stream as train_stream
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, T) int32 ids -> (B, V) log-probabilities
 Progress = Callable[[int, int], None]  # progress(done, total) after each batch of predictions
@@ -100,51 +100,14 @@ def stream_logprobs(loaded, ids: np.ndarray, start: int = 1, chunk: int = 256,
                     progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`token_logprobs` with unlimited context: the ids run through the LSTM as one
     stream (batch 1, the state carried from chunk to chunk), so token ``i >= start`` is
-    predicted from all of ``ids[:i]``. ``loaded``: a LoadedRun."""
-    if start < 1:
-        raise ValueError(f"start must be >= 1 (the first token has no context), got {start}")
-    ids = np.asarray(ids, np.int32)
-    n = len(ids) - start
-    if n <= 0:
-        return np.zeros(0, np.float32), np.zeros(0, bool)
-    x, y = ids[:-1], ids[1:]  # x[j] is followed by y[j] = ids[j + 1]
-    state = loaded.model.zero_state(1)
-    lps, oks = [], []
-    for a in range(0, len(x), chunk):
-        xb = x[a:a + chunk]
-        m = len(xb)
-        if m < chunk:  # one shape: one compilation (the padded tail's state is never used)
-            xb = np.concatenate([xb, np.full(chunk - m, PAD_ID, np.int32)])
-        logp, state = loaded.steps.stream(loaded.params, state, xb[None, :])
-        logp = np.asarray(logp)[:m, 0]
-        lp = logp[np.arange(m), y[a:a + m]]
-        lps.append(lp)
-        oks.append(lp >= logp.max(axis=1))
-        if progress is not None:
-            progress(a + m, len(x))
-    lp, ok = np.concatenate(lps), np.concatenate(oks)
-    return lp[start - 1:], ok[start - 1:]
+    predicted from all of ``ids[:i]``. ``loaded``: a LoadedRun. The one implementation,
+    shared with the end-of-run test metrics: :func:`lmjax.train.stream.stream_logprobs`."""
+    return train_stream.stream_logprobs(loaded.steps.stream, loaded.params,
+                                        loaded.model.zero_state, ids, start, chunk, progress)
 
 
-def _per_token(level: str, lp: np.ndarray) -> float | None:
-    """exp(mean NLL) (word) or mean NLL in bits (char) of the log-probabilities ``lp``."""
-    if len(lp) == 0:
-        return None
-    nll = -float(lp.sum(dtype=np.float64)) / len(lp)
-    return nll / math.log(2) if level == "char" else math.exp(nll)
-
-
-def _summary(level: str, lp: np.ndarray, ok: np.ndarray, known: np.ndarray) -> dict:
-    """``lp``/``ok``: every scored target (unknown ones as ``<unk>``); ``known``: which are
-    in the vocabulary."""
-    n = int(len(lp))
-    metric = "bits_per_char" if level == "char" else "perplexity"
-    out = {"tokens": n, "log_prob": float(lp.sum(dtype=np.float64)),
-           "unknown": int(n - known.sum()), metric: _per_token(level, lp),
-           "oov_rate": float(1 - known.mean()) if n else None,
-           f"{metric}_in_vocab": _per_token(level, lp[known]),
-           "next_token_accuracy": float(ok.mean()) if n else None}
-    return out
+_per_token = train_stream.per_token
+_summary = train_stream.summarize
 
 
 def score_ids(predict: PredictFn, level: str, ids: np.ndarray, width: int,

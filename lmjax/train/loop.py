@@ -104,6 +104,32 @@ class Evaluator:
         return self.steps.eval_chunk(params, self.data, self.idx)
 
 
+# Lanes of the carried validation (framing.carry_state), as PyTorch's word_language_model
+# evaluates (its eval_batch_size of 10 columns)
+VAL_LANES = 10
+
+
+class CarriedEvaluator:
+    """framing.carry_state: validation metric sums with the LSTM state carried through the
+    validation text. Its blocks (consecutive, framing.step=0) are laid out as ``lanes``
+    columns of consecutive blocks (lane j: blocks j*S .. (j+1)*S - 1, S = ceil(n / lanes), the
+    tail padded), each lane one stream from a zero state, so every target is predicted from
+    everything before it in its lane (``val_carried_*``, docs/metrics.md)."""
+
+    def __init__(self, steps: Steps, dataset: Any, lanes: int = VAL_LANES):
+        size = dataset.place.size
+        n = dataset.n
+        lanes = -(-min(lanes, n) // size) * size  # a multiple of the device count
+        per = -(-n // lanes)
+        ids = np.arange(lanes)[None, :] * per + np.arange(per)[:, None]
+        self.idx = jnp.asarray(np.where(ids < n, ids, n).astype(np.int32))  # row n: padding
+        self.steps, self.data, self.lanes = steps, dataset.array, lanes
+
+    def __call__(self, params: Any) -> dict:
+        h = zero_lstm(self.steps.graphdef, params, self.lanes)
+        return self.steps.eval_carried(params, self.data, self.idx, h)
+
+
 def auto_steps_per_call(steps_per_epoch: int, tokens_per_step: int) -> int:
     """A fixed fusion by token count (~100k tokens, capped at 200 steps), for code that cuts
     training into equal chunks without timing them (the benchmarks, parallel seeds, and jobs of
@@ -225,6 +251,9 @@ class _Training:
                                                         cfg.seed), cfg.train.eval_batch_size)
         self.valid_eval = (self.train_eval if valid is train
                            else Evaluator(steps, valid, cfg.train.eval_batch_size))
+        # carried validation: not for sharded data (a lane would cross shards)
+        self.carried_eval = (CarriedEvaluator(steps, valid)
+                             if cfg.framing.carry_state and not valid.sharded else None)
 
     def resumed_line(self, pos: Position) -> str:
         if pos.finished:
@@ -301,6 +330,9 @@ class _Training:
         record = epoch_record(epoch, epoch + done / self.spe, running, *self._evaluate(state),
                               self.train_eval.oracle, self.valid_eval.oracle, train_s,
                               self._wall(pos0))
+        if self.carried_eval is not None:
+            cm = finalize(self.carried_eval(state.params), cfg.framing.token_level)
+            record.update({f"val_carried_{k}": v for k, v in cm.items()})
         # the learning rate of the epoch's last step
         record["lr"] = current_lr(cfg.optim, state.opt_state, step, cfg.train.epochs * self.spe)
         self.writer.log(record, step)
@@ -329,7 +361,10 @@ class _Training:
             best_step=step if better else pos.best_step,
             finished=last and reason != "signal", wandb_id=pos.wandb_id)
         every = cfg.train.checkpoint_every
-        if last or self._due(step) or (every and (epoch + 1) % every == 0):
+        # a run with a test split keeps its best-validation checkpoint: the test metrics
+        # score it at the end (RunWriter.finish)
+        keep_best = better and self.writer.has_test()
+        if last or keep_best or self._due(step) or (every and (epoch + 1) % every == 0):
             self._save(state, pos, val)
         return state, record, pos, reason
 

@@ -55,6 +55,7 @@ class Steps:
         self.eval_chunk = jax.jit(self._eval_chunk)
         self.predict = jax.jit(self._predict)
         self.stream = jax.jit(self._stream)
+        self.eval_carried = jax.jit(self._eval_carried)
 
     # --- pure functions ----------------------------------------------------------------------
     def apply(self, params: Any, inputs: jax.Array, key: jax.Array | None = None) -> jax.Array:
@@ -149,6 +150,24 @@ class Steps:
 
         zero = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct", "top5", "weight")}
         out, _ = jax.lax.scan(body, zero, idx)
+        return out
+
+    def _eval_carried(self, params: Any, data: Batch, idx: jax.Array,
+                      lstm_state: jax.Array) -> dict:
+        """Metric sums over the rows idx (E, B) of data with the LSTM state carried from row
+        ``idx[e, b]`` to row ``idx[e + 1, b]`` (column b: one lane of consecutive blocks),
+        starting from ``lstm_state`` (L, 2, B, H); no dropout."""
+        model = nnx.merge(self.graphdef, params)
+
+        def body(carry, ix):
+            acc, h = carry
+            batch = self.take(data, ix)
+            logits, h = model.run(batch["inputs"], h)
+            sums = weighted_sums(logits, batch["targets"].T, batch["weights"].T)
+            return ({k: acc[k] + sums[k] for k in acc}, h), None
+
+        zero = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct", "top5", "weight")}
+        (out, _), _ = jax.lax.scan(body, (zero, lstm_state), idx)
         return out
 
     def _predict(self, params: Any, inputs: jax.Array) -> jax.Array:
