@@ -31,7 +31,9 @@ from lmjax.fmt import num
 
 log = logging.getLogger("lmjax.train")
 _EPOCH_LINE = (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_accuracy", "val acc"),
-               ("val_bits_per_char", "val bits/char"), ("val_perplexity", "val perplexity"))
+               ("val_bits_per_char", "val bits/char"), ("val_perplexity", "val perplexity"),
+               ("val_carried_bits_per_char", "carried val bits/char"),
+               ("val_carried_perplexity", "carried val perplexity"))
 
 
 def clock(seconds: float | None) -> str:
