@@ -31,7 +31,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -104,22 +104,33 @@ def simulate_chars(predict: PredictFn, vocab: Vocab, text: str, width: int,
     ``history`` (text before ``text``) only gives the first words their left context.
     """
     nmax = max(ns)
+
+    def suggest(full: str, s: int, j: int) -> list[str]:  # the window before the cursor
+        return [c.word for c in complete(predict, vocab, full[max(0, s - width):s + j], nmax,
+                                         width, method=method, warn=False)]
+
+    return _simulate(text, history[-width:], ns, max_words, progress, suggest)
+
+
+def _simulate(text: str, hist: str, ns: Sequence[int], max_words: int, progress: bool,
+              suggest: Callable[[str, int, int], list[str]]) -> dict:
+    """Type each word of ``text`` (after ``hist``) and accept it once ``suggest(full, s, j)``
+    (the suggestions with ``j`` letters of the word starting at ``full[s]`` typed) ranks it
+    within n; the tally of :func:`_tally`."""
     matches = list(_WORD.finditer(text))[:max_words] if max_words else list(_WORD.finditer(text))
     if not matches:
         return _tally([], [], ns, 0)
-    full, off = history[-width:] + text, len(history[-width:])
+    full, off = hist + text, len(hist)
     words, accepted = [], []
     bar = _progress(len(matches), progress)
     with bar or nullcontext():
         task = bar.add_task("k", total=len(matches)) if bar else None
         for m in matches:
             w, s = m.group(), m.start() + off
-            ctx0 = max(0, s - width)
 
             def ranks():
                 for j in range(len(w) - 1):
-                    sugg = [c.word for c in complete(predict, vocab, full[ctx0:s + j], nmax,
-                                                     width, method=method, warn=False)]
+                    sugg = suggest(full, s, j)
                     yield sugg.index(w) if w in sugg else None
 
             words.append(w)
@@ -141,29 +152,11 @@ def simulate_live(kb, text: str, ns: Sequence[int] = (1, 3, 5), max_words: int =
     nmax = max(ns)
     if kb.n < nmax:
         raise ConfigError(f"the keyboard shows {kb.n} suggestions; need n >= {nmax}")
-    matches = list(_WORD.finditer(text))[:max_words] if max_words else list(_WORD.finditer(text))
-    if not matches:
-        return _tally([], [], ns, 0)
-    hist = history[-STREAM_WARMUP:]
-    full, off = hist + text, len(hist)
-    words, accepted = [], []
-    bar = _progress(len(matches), progress)
-    with bar or nullcontext():
-        task = bar.add_task("k", total=len(matches)) if bar else None
-        for m in matches:
-            w, s = m.group(), m.start() + off
 
-            def ranks():
-                for j in range(len(w) - 1):
-                    sugg = [c.word for c in kb.suggest(full[:s + j]).completions[:nmax]]
-                    yield sugg.index(w) if w in sugg else None
+    def suggest(full: str, s: int, j: int) -> list[str]:  # the whole text before the cursor
+        return [c.word for c in kb.suggest(full[:s + j]).completions[:nmax]]
 
-            words.append(w)
-            accepted.append(_accept(ranks(), ns))
-            if bar:
-                bar.update(task, advance=1)
-    keystrokes = matches[-1].end() - matches[0].start()
-    return _tally(words, accepted, ns, keystrokes)
+    return _simulate(text, history[-STREAM_WARMUP:], ns, max_words, progress, suggest)
 
 
 def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
