@@ -113,7 +113,9 @@ def compose(conf_dir: str | Path, overrides: list[str], epochs: int) -> Config:
     from lmjax.config import from_dictconfig, register_configs
 
     register_configs()
-    fixed = [f"experiment={PRESET}", "name=bench_quality", "logger=none"]
+    # the reference computes no training-set metrics: lmjax's per-epoch ones on a small subset
+    fixed = [f"experiment={PRESET}", "name=bench_quality", "logger=none",
+             "train.eval_max_train_samples=200"]
     tail = [f"train.epochs={epochs}", f"train.keep_checkpoints={epochs + 1}",
             "train.checkpoint_every=1", "train.checkpoint_every_s=0"]
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
