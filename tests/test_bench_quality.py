@@ -124,3 +124,25 @@ def test_command_writes_both_sides(tmp_path):
     # a second run into the same dir is refused, nothing overwritten
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds a benchmark" in again.stderr
+
+
+def test_presets_hold_the_reference_defaults_and_the_regularized_recipe():
+    from hydra import compose, initialize_config_dir
+
+    from lmjax.config import from_dictconfig, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        ref, reg = (from_dictconfig(compose("config", overrides=[
+            "name=t", f"experiment={e}", "data=files", "data.train=x.txt"]))
+            for e in ("wordlm_reference", "wordlm_regularized"))
+    m, o, f = ref.model, ref.optim, ref.framing
+    assert (m.embed_size, m.hidden_size, m.num_layers, m.dropout) == (200, 200, 2, 0.2)
+    assert (o.name, o.lr, o.clip_norm, o.schedule, o.plateau_factor) == (
+        "sgd", 20.0, 0.25, "plateau", 0.25)
+    assert (f.name, f.level, f.seq_len, f.carry_state) == ("sequence", "word", 35, True)
+    assert (ref.train.batch_size, ref.train.epochs) == (20, 40)
+    assert (ref.data.tokenizer, ref.data.eos, ref.data.vocab) == ("whitespace", True, "all")
+    r = reg.model
+    assert r.tie_embeddings and r.dropout == 0 and r.locked_dropout > 0 and r.weight_drop > 0
+    assert reg.train.time_budget_s == 900 and reg.optim == ref.optim
