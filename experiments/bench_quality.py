@@ -54,6 +54,9 @@ def parse(argv: list[str]):
 
 @friendly_errors
 def main(argv: list[str]) -> None:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return
     qc, overrides = parse(argv)
     from lmjax.bench import quality
 
