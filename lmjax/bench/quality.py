@@ -158,6 +158,8 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
         epochs.append({"epoch": rec["epoch"], "step": step, "lr": rec.get("lr"),
                        "train_loss": rec["train_running_loss"], "val_loss": rec["val_loss"],
                        "val_perplexity": rec["val_perplexity"],
+                       # carried validation, where the training loop computes it
+                       "val_carried_perplexity": rec.get("val_carried_perplexity"),
                        "wall_seconds": rec["wall_seconds"]})
         log(f"lmjax epoch {rec['epoch']}: val ppl (blocks) {rec['val_perplexity']:.2f}  "
             f"lr {rec.get('lr')}  {rec['wall_seconds']:.1f} s")
@@ -173,7 +175,9 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
            "train_seconds": summary.get("train_seconds"), "best_step": int(best.state.step),
            "test_perplexity": test["perplexity"], "test_loss": math.log(test["perplexity"]),
            "test_tokens": test["tokens"], "test_oov_rate": test["oov_rate"],
-           "run_dir": str(run_dir), "params": summary.get("params")}
+           "run_dir": str(run_dir), "params": summary.get("params"),
+           # the run's own end-of-run test score, where the training loop computes one
+           "summary_test_perplexity": summary.get("test_perplexity")}
     if stream_valid:  # every epoch's checkpoint on the whole valid text, state carried
         valid = read_text_file(cfg.data.valid)
         for rec in epochs:
