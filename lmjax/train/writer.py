@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +28,8 @@ from lmjax.train.checkpoint import Checkpointer
 from lmjax.train.heldout import SUM_KEYS, finalize_heldout, heldout_word_sums
 from lmjax.train.parallel import allgather_json, local_copy
 from lmjax.train.resume import Position
-from lmjax.train.step import Steps, TrainState, zero_lstm
-from lmjax.train.stream import score_stream, test_metrics
+from lmjax.train.step import Steps, TrainState
+from lmjax.train.testset import has_test, score_test
 from lmjax.track import make_trackers
 
 log = logging.getLogger("lmjax.train")
@@ -157,52 +156,16 @@ class RunWriter:
         return summary
 
     def has_test(self) -> bool:
-        """Does this run score a test split at the end (``data.test`` with ``data=files``, or
-        ``data.test_frac`` > 0 with ``data.split=position``)?"""
-        d = self.cfg.data
-        return d.test_frac > 0 and d.split == "position" if d.name != "files" else bool(d.test)
+        return has_test(self.cfg)
 
     def _test_metrics(self, state: TrainState, steps: Steps, pos: Position) -> dict:
-        """``test_*`` (lmjax.train.stream.test_metrics) of the best-validation checkpoint on
-        the whole test text as one stream, or ``test_note`` saying why not scored."""
-        if not self.has_test():
-            return {}
-        why = None
-        if self.cfg.train.parallel_seeds > 1:
-            why = "not scored with train.parallel_seeds > 1 (score each seed with experiments.score)"
-        elif self.data.shards is not None:
-            why = "not scored with data.shard=devices (no process holds the whole test text)"
-        elif jax.process_index() > 0:
-            return {}  # process 0 scores; its summary.json is the run's
-        elif not self.data.test_text.strip():
-            why = "not scored: the test split is empty"
-        if why:
-            log.info("test metrics %s", why)
-            return {"test_note": why}
-        best = pos.best_step if pos.best_step is not None else int(state.step)
-        params = state.params
-        if best != int(state.step):
-            if best not in self.ckpt.all_steps():
-                why = (f"the best-validation checkpoint (step {best}) was not kept; "
-                       f"scored the last one (step {int(state.step)})")
-                log.warning("test metrics: %s", why)
-                best = int(state.step)
-            else:
-                tree, _ = self.ckpt.restore(state_tree(state), best)
-                params = jax.tree.map(jnp.asarray, tree["params"])
-        params = local_copy(params)
-        vocab, level = self.data.vocab, self.cfg.framing.token_level
-        ids = vocab.encode(vocab.tokenize_text(self.data.test_text))
-        cap = self.cfg.train.test_max_tokens
-        if cap and len(ids) > cap + 1:
-            ids = ids[:cap + 1]  # the first token has no context: cap tokens scored
-        progress = _progress_log(f"test metrics (step {best})", self.cfg.train.log_every_s)
-        s = score_stream(steps.stream, params, lambda b: zero_lstm(steps.graphdef, params, b),
-                         level, ids, progress=progress)
-        out = dict(test_metrics(s, level), test_step=best)
-        if why:
-            out["test_note"] = why
-        return out
+        """``test_*`` of the best-validation checkpoint (:func:`lmjax.train.testset.score_test`)."""
+        def restore_params(step: int) -> Any:
+            tree, _ = self.ckpt.restore(state_tree(state), step)
+            return jax.tree.map(jnp.asarray, tree["params"])
+
+        return score_test(self.cfg, self.data, state, steps, pos, self.ckpt.all_steps(),
+                          restore_params)
 
     def _samples(self, steps: Steps, state: TrainState, width: int) -> list[str]:
         if self.samples is None:
@@ -232,20 +195,6 @@ class RunWriter:
                 self.trackers.finish(exit_code=getattr(e, "exit_code", 1))
             finally:
                 _write_json(self.run_dir / "summary.json", info)
-
-
-def _progress_log(what: str, every_s: float) -> Callable[[int, int], None]:
-    """progress(done, total): a log line every ``every_s`` seconds (0: none)."""
-    last = [time.perf_counter()]
-
-    def progress(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if every_s and (now - last[0] >= every_s or (done == total and now - last[0] > 0
-                                                      and total > 100_000)):
-            last[0] = now
-            log.info("%s: %s of %s tokens", what, f"{done:,}", f"{total:,}")
-
-    return progress
 
 
 def divergence(record: dict, vocab_size: int) -> str | None:

@@ -81,7 +81,7 @@ def main() -> None:
     base = stats["none"]
     print(f"2 x LSTM {a.hidden}, embedding {a.hidden}, vocab {a.vocab}, batch {a.batch}, "
           f"bptt {a.seq_len}; {a.rounds} rounds of {a.steps} steps; ms per step (x none)")
-    print(f"| variant | median wall | fastest wall | median CPU |\n|---|---|---|---|")
+    print("| variant | median wall | fastest wall | median CPU |\n|---|---|---|---|")
     for name, s in stats.items():
         cells = " | ".join(f"{v * 1e3:.1f} ({v / b:.3f})" for v, b in zip(s, base))
         print(f"| {name} | {cells} |")

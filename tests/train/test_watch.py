@@ -17,7 +17,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 
-from lmjax.config import DataConfig, FramingConfig, OptimConfig, TrainConfig
+from lmjax.config import DataConfig, OptimConfig, TrainConfig
 from lmjax.errors import TrainingDiverged
 
 from ..conftest import REPO
