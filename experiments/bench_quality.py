@@ -11,6 +11,8 @@ same token ids, same recipe, epochs and batch layout; writes per-epoch validatio
 test perplexity and wall time of both to ``bench.out`` (quality.json, quality.md). Keys
 (``bench.*``): epochs (6), impls ([lmjax,torch]), out (results/bench_quality/<date>_<time>),
 eval_batch (10), stream_valid (true: score each lmjax epoch on the valid file as one stream);
+``bench.impls=[lmjax,torch,regularized]`` then also trains ``experiment=wordlm_regularized`` for
+the reference's wall time (less lmjax's non-training time; or ``bench.regularized_budget_s``);
 ``bench.cut=FILE bench.cut_dir=DIR [bench.cut_fracs=[0.85,0.05,0.10]]`` only cuts FILE by position
 (at line boundaries) into DIR/train.txt, valid.txt, test.txt. docs/benchmarks.md.
 """
@@ -46,9 +48,10 @@ def parse(argv: list[str]):
     qc = QualityConfig(**OmegaConf.to_container(merged))
     if qc.epochs < 1:
         raise ConfigError(f"bench.epochs must be >= 1, got {qc.epochs}")
-    bad = set(qc.impls) - {"lmjax", "torch"}
+    bad = set(qc.impls) - {"lmjax", "torch", "regularized"}
     if bad:
-        raise ConfigError(f"unknown bench.impls {sorted(bad)}; choose from lmjax, torch")
+        raise ConfigError(f"unknown bench.impls {sorted(bad)}; choose from lmjax, torch, "
+                          "regularized")
     return qc, lmjax
 
 
@@ -69,9 +72,11 @@ def main(argv: list[str]) -> None:
     out = Path(qc.out or f"results/bench_quality/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if (out / "quality.json").exists() or (out / "lmjax_run").exists():
         raise ConfigError(f"{out} already holds a benchmark; give a new bench.out=DIR")
-    cfg = quality.compose(CONF, overrides, qc.epochs)
+    cfg = quality.compose(CONF, overrides, qc.epochs, every_epoch=qc.stream_valid)
     setup_jax()
-    res = quality.run_quality(qc, cfg, out)
+    res = quality.run_quality(
+        qc, cfg, out, compose_budget=lambda s: quality.compose(
+            CONF, overrides, qc.epochs, preset="wordlm_regularized", budget_s=s))
     print((out / "quality.md").read_text())
     print(f"written: {out / 'quality.json'}, {out / 'quality.md'}")
     if res.get("torch_note"):

@@ -150,6 +150,10 @@ class ModelConfig:
     embed_dropout: float = 0.0  # locked dropout on the embedded inputs
     embed_word_dropout: float = 0.0  # drops whole words (rows) of the embedding table
     weight_drop: float = 0.0  # DropConnect on the recurrent weights, one mask per batch
+    input_dropout: float = 0.0  # as dropout (a fresh mask at every position) on the embedded inputs
+    # keras: Keras' initialisers (the tutorials'); torch: PyTorch's word_language_model's
+    # (embedding and output weights U(-0.1, 0.1), LSTM U(-1/sqrt(H), 1/sqrt(H)))
+    init: str = "keras"
 
     def __post_init__(self) -> None:
         _require(self.embed_size >= 0, f"model.embed_size must be >= 0, got {self.embed_size}")
@@ -164,8 +168,15 @@ class ModelConfig:
         _require(not (self.dropout and self.locked_dropout),
                  "model.dropout and model.locked_dropout drop the same layer outputs: "
                  "set one of them to 0")
-        _require(self.embed_size > 0 or not (self.embed_dropout or self.embed_word_dropout),
-                 "model.embed_dropout and model.embed_word_dropout need an embedding table: "
+        _require(not (self.input_dropout and self.embed_dropout),
+                 "model.input_dropout and model.embed_dropout drop the same embedded inputs: "
+                 "set one of them to 0")
+        _require(self.init in ("keras", "torch"),
+                 f"model.init must be keras or torch, got {self.init!r}")
+        _require(self.embed_size > 0 or not (self.embed_dropout or self.embed_word_dropout
+                                             or self.input_dropout),
+                 "model.embed_dropout, model.embed_word_dropout and model.input_dropout need "
+                 "an embedding table: "
                  "set model.embed_size > 0 (0 means one-hot inputs)")
 
     @property
@@ -174,7 +185,8 @@ class ModelConfig:
         return any(getattr(self, name) > 0 for name in _RATES)
 
 
-_RATES = ("dropout", "locked_dropout", "embed_dropout", "embed_word_dropout", "weight_drop")
+_RATES = ("dropout", "locked_dropout", "embed_dropout", "embed_word_dropout", "weight_drop",
+          "input_dropout")
 
 
 @dataclass(frozen=True)
@@ -375,7 +387,8 @@ _HASHED_UNLESS = {"data.shard": "auto", "framing.carry_state": False, "data.trai
                   "data.valid": None, "data.test": None, "data.tokenizer": "keras",
                   "data.eos": False, "data.vocab": "train", "optim.plateau_factor": 0.25,
                   "model.locked_dropout": 0.0, "model.embed_dropout": 0.0,
-                  "model.embed_word_dropout": 0.0, "model.weight_drop": 0.0}
+                  "model.embed_word_dropout": 0.0, "model.weight_drop": 0.0,
+                  "model.input_dropout": 0.0, "model.init": "keras"}
 
 
 def _hash(d: dict[str, Any], drop: frozenset[str], prefixes: tuple[str, ...]) -> str:

@@ -103,7 +103,7 @@ def test_command_writes_both_sides(tmp_path):
     files = _corpus(tmp_path)
     out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "experiments.bench_quality", *_overrides(files),
-           "bench.epochs=1", f"bench.out={out}"]
+           "bench.epochs=1", f"bench.out={out}", "bench.impls=[lmjax,torch,regularized]"]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((out / "quality.json").read_text())
@@ -114,6 +114,16 @@ def test_command_writes_both_sides(tmp_path):
     assert res["lmjax"]["epochs"][0]["val_perplexity_stream"] > 1
     md = (out / "quality.md").read_text()
     assert "lmjax: test perplexity" in md and "torch: test perplexity" in md
+    # the regularized side: wordlm_regularized for the reference's wall time less lmjax's
+    # non-training time
+    rg, lj = res["regularized"], res["lmjax"]
+    assert rg["time_budget_s"] == pytest.approx(
+        max(1.0, res["torch"]["wall_seconds"] - (lj["wall_seconds"] - lj["train_seconds"])))
+    assert 1 < rg["test_perplexity"] < res["vocab_size"]
+    assert rg["train_seconds"] <= rg["time_budget_s"] + 1e-6
+    assert res["regularized_vs_torch"] == pytest.approx(
+        rg["test_perplexity"] / res["torch"]["test_perplexity"])
+    assert "wordlm_regularized" in md
     score = subprocess.run([sys.executable, "-m", "experiments.score",
                             f"run={res['lmjax']['run_dir']}", "checkpoint=best",
                             f"file={files['test']}", "context=stream"],
@@ -138,6 +148,8 @@ def test_presets_hold_the_reference_defaults_and_the_regularized_recipe():
             for e in ("wordlm_reference", "wordlm_regularized"))
     m, o, f = ref.model, ref.optim, ref.framing
     assert (m.embed_size, m.hidden_size, m.num_layers, m.dropout) == (200, 200, 2, 0.2)
+    # the reference also drops its embeddings, and initialises as PyTorch does
+    assert (m.input_dropout, m.init) == (0.2, "torch")
     assert (o.name, o.lr, o.clip_norm, o.schedule, o.plateau_factor) == (
         "sgd", 20.0, 0.25, "plateau", 0.25)
     assert (f.name, f.level, f.seq_len, f.carry_state) == ("sequence", "word", 35, True)

@@ -39,6 +39,9 @@ class QualityConfig:
     cut: str = ""  # cut this text file into train/valid/test files in cut_dir, then stop
     cut_dir: str = ""
     cut_fracs: list[float] = field(default_factory=lambda: [0.85, 0.05, 0.10])
+    # impls "regularized": experiment=wordlm_regularized with this training-time budget
+    # (0: the reference's wall time less lmjax's own non-training time in this benchmark)
+    regularized_budget_s: float = 0.0
 
 
 # --- the corpus -----------------------------------------------------------------------------
@@ -104,9 +107,14 @@ def lmjax_layout(train_ids: np.ndarray, cfg: Config, epoch: int = 0
 
 # --- the two sides ---------------------------------------------------------------------------
 
-def compose(conf_dir: str | Path, overrides: list[str], epochs: int) -> Config:
-    """lmjax's config: the reference preset, the user's overrides, ``epochs``, no logger, every
-    epoch's checkpoint kept (for the best one and the per-epoch stream validation)."""
+def compose(conf_dir: str | Path, overrides: list[str], epochs: int,
+            preset: str = PRESET, budget_s: float = 0.0, every_epoch: bool = True) -> Config:
+    """lmjax's config: ``preset``, the user's overrides, ``epochs``, no logger, every
+    epoch's checkpoint kept (for the per-epoch stream validation); ``every_epoch=False``:
+    only the best-validation checkpoint (what the test scores) and the last are written, as
+    the reference's main.py saves its model only when validation improves.
+    ``budget_s`` > 0: trained for that long (``train.time_budget_s``) instead, the preset's
+    epochs an upper bound, checkpoints as the preset keeps them."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -114,10 +122,12 @@ def compose(conf_dir: str | Path, overrides: list[str], epochs: int) -> Config:
 
     register_configs()
     # the reference computes no training-set metrics: lmjax's per-epoch ones on a small subset
-    fixed = [f"experiment={PRESET}", "name=bench_quality", "logger=none",
+    fixed = [f"experiment={preset}", "name=bench_quality", "logger=none",
              "train.eval_max_train_samples=200"]
     tail = [f"train.epochs={epochs}", f"train.keep_checkpoints={epochs + 1}",
-            "train.checkpoint_every=1", "train.checkpoint_every_s=0"]
+            f"train.checkpoint_every={int(every_epoch)}", "train.checkpoint_every_s=0"]
+    if budget_s > 0:
+        tail = [f"train.time_budget_s={budget_s:.1f}"]
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
         try:
             dcfg = hydra_compose("config", overrides=fixed + list(overrides) + tail)
@@ -153,6 +163,7 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
     from lmjax.train import loop
 
     epochs: list[dict] = []
+    t0 = time.perf_counter()
 
     def on_epoch(rec: dict, step: int) -> None:
         epochs.append({"epoch": rec["epoch"], "step": step, "lr": rec.get("lr"),
@@ -160,13 +171,17 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
                        "val_perplexity": rec["val_perplexity"],
                        # carried validation, where the training loop computes it
                        "val_carried_perplexity": rec.get("val_carried_perplexity"),
-                       "wall_seconds": rec["wall_seconds"]})
+                       "wall_seconds": rec["wall_seconds"],
+                       # from the call of loop.run (data preparation included) to this
+                       # epoch's validation done: the reference's wall clock
+                       "bench_wall_seconds": time.perf_counter() - t0})
         log(f"lmjax epoch {rec['epoch']}: val ppl (blocks) {rec['val_perplexity']:.2f}  "
             f"lr {rec.get('lr')}  {rec['wall_seconds']:.1f} s")
 
-    t0 = time.perf_counter()
     summary = loop.run(cfg, run_dir, on_epoch=on_epoch)
-    wall = time.perf_counter() - t0
+    # to the end of the last epoch, as the reference's: the loop's own end-of-run test
+    # scoring and final writes are left out (the test is timed apart below)
+    wall = epochs[-1]["bench_wall_seconds"] if epochs else time.perf_counter() - t0
     t1 = time.perf_counter()
     best = load_run(run_dir, "best")
     test = heldout_next_token(best, read_text_file(cfg.data.test), STREAM)
@@ -199,11 +214,40 @@ def run_torch(cfg: Config, ids: dict[str, np.ndarray], vocab_size: int, epochs: 
     return res
 
 
+def regularized_budget(qc: QualityConfig, res: dict) -> float:
+    """The training-time budget of the ``regularized`` side: ``bench.regularized_budget_s``,
+    or the reference's wall time less what lmjax spent outside training in this benchmark
+    (data preparation, compilation, validation, checkpoints), so that the regularized run's
+    wall time is about the reference's."""
+    if qc.regularized_budget_s > 0:
+        return qc.regularized_budget_s
+    lj, tc = res.get("lmjax"), res.get("torch")
+    if not (lj and tc):
+        raise ConfigError("bench.impls=[...,regularized] without lmjax and torch needs "
+                          "bench.regularized_budget_s=SECONDS")
+    overhead = lj["wall_seconds"] - (lj.get("train_seconds") or lj["wall_seconds"])
+    return max(1.0, tc["wall_seconds"] - overhead)
+
+
+def run_regularized(qc: QualityConfig, compose_budget: Callable[[float], Config], res: dict,
+                    out: Path, log: Callable[[str], None] = print) -> dict:
+    """``experiment=wordlm_regularized`` on the same files for the budget above
+    (``compose_budget(seconds)``: its config with the user's overrides)."""
+    budget = regularized_budget(qc, res)
+    log(f"regularized: experiment=wordlm_regularized, train.time_budget_s={budget:.1f}")
+    rcfg = compose_budget(budget)
+    side = run_lmjax(rcfg, out / "regularized_run", False, log)
+    side["time_budget_s"] = budget
+    return side
+
+
 # --- the report ------------------------------------------------------------------------------
 
 def run_quality(qc: QualityConfig, cfg: Config, out: Path,
-                log: Callable[[str], None] = print) -> dict:
-    """Both sides one after the other; writes quality.json and quality.md in ``out``."""
+                log: Callable[[str], None] = print,
+                compose_budget: Callable[[float], Config] | None = None) -> dict:
+    """Both sides one after the other (then ``regularized``, when in ``bench.impls``: its
+    config from ``compose_budget(seconds)``); writes quality.json and quality.md in ``out``."""
     vocab, ids = token_ids(cfg)
     res: dict[str, Any] = {
         "epochs": qc.epochs, "vocab_size": len(vocab),
@@ -223,9 +267,16 @@ def run_quality(qc: QualityConfig, cfg: Config, out: Path,
         else:
             res["torch"] = run_torch(cfg, ids, len(vocab), qc.epochs, qc.eval_batch, log)
     lj, tc = res.get("lmjax"), res.get("torch")
+    if "regularized" in qc.impls:
+        if compose_budget is None:
+            raise ConfigError("bench.impls regularized needs a way to compose its config")
+        res["regularized"] = run_regularized(qc, compose_budget, res, out, log)
+    rg = res.get("regularized")
     if lj and tc:
         res["test_ppl_ratio"] = lj["test_perplexity"] / tc["test_perplexity"]
         res["speedup"] = tc["wall_seconds"] / lj["wall_seconds"]
+    if rg and tc:
+        res["regularized_vs_torch"] = rg["test_perplexity"] / tc["test_perplexity"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(res, indent=2, default=str))
     (out / "quality.md").write_text(markdown(res))
@@ -248,11 +299,12 @@ def markdown(res: dict) -> str:
     for i in range(n):
         rows.append(f"| {i + 1} | {cell(lj, i, 'val_perplexity')} | "
                     f"{cell(lj, i, 'val_perplexity_stream')} | {cell(lj, i, 'lr')} | "
-                    f"{cell(lj, i, 'wall_seconds')} | {cell(tc, i, 'val_perplexity')} | "
+                    f"{cell(lj, i, 'bench_wall_seconds')} | {cell(tc, i, 'val_perplexity')} | "
                     f"{cell(tc, i, 'lr')} | {cell(tc, i, 'wall_seconds')} |")
     lines = [f"# lmjax and PyTorch word_language_model, {res['epochs']} epochs", "",
              f"vocabulary {num(res['vocab_size'])}; tokens {res['tokens']}", "", *rows, ""]
-    for name, side in (("lmjax", lj), ("torch", tc)):
+    rg = res.get("regularized") or {}
+    for name, side in (("lmjax", lj), ("torch", tc), ("lmjax wordlm_regularized", rg)):
         if side:
             lines.append(f"* {name}: test perplexity {num(side['test_perplexity'])} over "
                          f"{num(side['test_tokens'])} tokens; training + validation "
@@ -262,4 +314,9 @@ def markdown(res: dict) -> str:
     if "test_ppl_ratio" in res:
         lines.append(f"* lmjax / torch test perplexity: {res['test_ppl_ratio']:.4f}; "
                      f"torch / lmjax wall time: {res['speedup']:.2f}x")
+    if "regularized_vs_torch" in res:
+        lines.append(f"* wordlm_regularized ({num(rg['time_budget_s'])} s training budget, "
+                     f"{len(rg['epochs'])} epochs) / torch test perplexity: "
+                     f"{res['regularized_vs_torch']:.4f} "
+                     f"({100 * (1 - res['regularized_vs_torch']):.1f}% lower)")
     return "\n".join(lines) + "\n"

@@ -4,13 +4,17 @@ Regularization (docs/regularization.md), all off by default and all only when a 
 given (training; evaluation and inference pass none and are deterministic):
 ``dropout`` (a fresh mask at every position) or ``locked_dropout`` (one mask per sequence, shared
 over time steps) on every LSTM layer's output; ``embed_dropout`` (locked) on the embedded inputs;
-``embed_word_dropout`` (whole words of the embedding table); ``weight_drop`` (DropConnect on
+``embed_word_dropout`` (whole words of the embedding table); ``input_dropout`` (a fresh mask at
+every position, on the embedded inputs: PyTorch's ``word_language_model``); ``weight_drop`` (DropConnect on
 every layer's recurrent weights, one mask per forward pass).
 
 Everything runs time-major, (T, B, ...), because that is the layout ``lax.scan`` walks; the
 tokens are transposed once on the way in, so no (B, T, H) activation is ever transposed.
-Initialisers follow Keras' defaults (the tutorials' models): glorot-uniform input kernels,
-orthogonal recurrent kernels, zero biases with the forget gate at 1, embeddings U(-0.05, 0.05).
+Initialisers (``model.init``): ``keras``, Keras' defaults (the tutorials' models):
+glorot-uniform input kernels, orthogonal recurrent kernels, zero biases with the forget gate at
+1, embeddings U(-0.05, 0.05); ``torch``, PyTorch's ``word_language_model``: embedding and output
+weights U(-0.1, 0.1), output bias 0, every LSTM weight U(-k, k) with k = 1/sqrt(H), and the bias
+the sum of two such draws (``nn.LSTM`` has b_ih and b_hh).
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ from flax import nnx
 
 from lmjax.config import ModelConfig
 from lmjax.model.lstm_kernel import lstm_recurrence
+from lmjax.model.softmax_xent import xent_sum
 
 _glorot = jax.nn.initializers.glorot_uniform()
 _orthogonal = jax.nn.initializers.orthogonal()
+
+
+def _uniform(key: jax.Array, shape: tuple[int, ...], k: float) -> jax.Array:
+    """U(-k, k)."""
+    return jax.random.uniform(key, shape, jnp.float32, -k, k)
 
 
 def _dense(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -71,14 +81,21 @@ class LSTMLayer(nnx.Module):
     carries the gradient back through the mask)."""
 
     def __init__(self, in_size: int, hidden: int, *, rngs: nnx.Rngs, table_input: bool = False,
-                 weight_drop: float = 0.0):
+                 weight_drop: float = 0.0, init: str = "keras"):
         self.hidden = hidden
         self.weight_drop = weight_drop
         # table_input: the layer input is a token id (one-hot); w_ih is then a (V, 4H) lookup table.
         self.table_input = table_input
-        self.w_ih = nnx.Param(_glorot(rngs.params(), (in_size, 4 * hidden)))
-        self.w_hh = nnx.Param(_orthogonal(rngs.params(), (hidden, 4 * hidden)))
-        self.b = nnx.Param(jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0))
+        if init == "torch":
+            k = hidden ** -0.5
+            self.w_ih = nnx.Param(_uniform(rngs.params(), (in_size, 4 * hidden), k))
+            self.w_hh = nnx.Param(_uniform(rngs.params(), (hidden, 4 * hidden), k))
+            self.b = nnx.Param(_uniform(rngs.params(), (4 * hidden,), k)
+                               + _uniform(rngs.params(), (4 * hidden,), k))
+        else:
+            self.w_ih = nnx.Param(_glorot(rngs.params(), (in_size, 4 * hidden)))
+            self.w_hh = nnx.Param(_orthogonal(rngs.params(), (hidden, 4 * hidden)))
+            self.b = nnx.Param(jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0))
 
     def project(self, x: jax.Array) -> jax.Array:
         """Input projection for every step at once, outside the recurrence.
@@ -116,22 +133,30 @@ class LanguageModel(nnx.Module):
         self.locked = cfg.locked_dropout
         self.embed_dropout = cfg.embed_dropout
         self.embed_word_dropout = cfg.embed_word_dropout
+        self.input_dropout = cfg.input_dropout
         self.tied = cfg.tie_embeddings
         one_hot = cfg.embed_size == 0  # the keyboard tutorial feeds one-hot vectors
         if one_hot:
             self.embed = None
         else:
-            init = jax.nn.initializers.uniform(0.1)
-            self.embed = nnx.Param(init(rngs.params(), (vocab_size, cfg.embed_size)) - 0.05)
+            shape = (vocab_size, cfg.embed_size)
+            if cfg.init == "torch":
+                self.embed = nnx.Param(_uniform(rngs.params(), shape, 0.1))
+            else:  # Keras' U(-0.05, 0.05), drawn as it always was
+                self.embed = nnx.Param(jax.nn.initializers.uniform(0.1)(rngs.params(), shape)
+                                       - 0.05)
         layers = []
         in_size = vocab_size if one_hot else cfg.embed_size
         for i in range(cfg.num_layers):
             layers.append(LSTMLayer(in_size, cfg.hidden_size, rngs=rngs,
-                                    table_input=one_hot and i == 0, weight_drop=cfg.weight_drop))
+                                    table_input=one_hot and i == 0, weight_drop=cfg.weight_drop,
+                                    init=cfg.init))
             in_size = cfg.hidden_size
         self.layers = nnx.List(layers)
         if not self.tied:
-            self.w_out = nnx.Param(_glorot(rngs.params(), (cfg.hidden_size, vocab_size)))
+            shape = (cfg.hidden_size, vocab_size)
+            self.w_out = nnx.Param(_uniform(rngs.params(), shape, 0.1) if cfg.init == "torch"
+                                   else _glorot(rngs.params(), shape))
         self.b_out = nnx.Param(jnp.zeros((vocab_size,)))
 
     def _drop(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -146,6 +171,8 @@ class LanguageModel(nnx.Module):
         if self.embed is None:
             return x
         e = word_dropout(self.embed[...][x], x, self.vocab_size, self.embed_word_dropout, keys[0])
+        if self.input_dropout:  # config: at most one of input_dropout and embed_dropout
+            return dropout(e, self.input_dropout, keys[1])
         return locked_dropout(e, self.embed_dropout, keys[1])
 
     def hidden_states(self, tokens: jax.Array, dropout_key: jax.Array | None = None,
@@ -172,10 +199,26 @@ class LanguageModel(nnx.Module):
         """The initial state of :meth:`hidden_states`, (L, 2, B, H) zeros."""
         return jnp.zeros((len(self.layers), 2, batch, self.layers[0].hidden), jnp.float32)
 
+    def output_layer(self) -> tuple[jax.Array, jax.Array]:
+        """The output layer's weights (H, V) and bias (V,)."""
+        return (self.embed[...].T if self.tied else self.w_out[...]), self.b_out[...]
+
     def logits(self, h: jax.Array) -> jax.Array:
         """(..., H) -> (..., V)."""
-        w = self.embed[...].T if self.tied else self.w_out[...]
-        return _dense(h, w) + self.b_out[...]
+        w, b = self.output_layer()
+        return _dense(h, w) + b
+
+    def loss_sums(self, h: jax.Array, targets: jax.Array, weights: jax.Array
+                  ) -> dict[str, jax.Array]:
+        """The training loss without the logits: top-layer states h (..., H), targets and
+        weights (...) -> {"loss_sum", "weight"}, as ``weighted_sums(self.logits(h), ...,
+        ranks=False)`` computes them (the output layer and softmax fused:
+        :mod:`lmjax.model.softmax_xent`)."""
+        w, b = self.output_layer()
+        flat = h.reshape(-1, h.shape[-1])
+        weights = weights.reshape(-1).astype(jnp.float32)
+        return {"loss_sum": xent_sum(flat, w, b, targets.reshape(-1), weights),
+                "weight": jnp.sum(weights)}
 
     def __call__(self, tokens: jax.Array, *, last_only: bool = False,
                  dropout_key: jax.Array | None = None) -> jax.Array:

@@ -344,7 +344,10 @@ class _Training:
             reason = "signal"
         complete = done == self.spe
         last = epoch + 1 == cfg.train.epochs or reason is not None
-        val = record.get("val_loss")
+        # the best checkpoint and the plateau schedule follow the carried validation loss
+        # where the loop computes it (framing.carry_state: the text read as the model trains
+        # on it, the reference's way), the block-wise val_loss otherwise
+        val = record.get("val_carried_loss", record.get("val_loss"))
         better = val is not None and math.isfinite(val) and (
             pos.best_val_loss is None or val < pos.best_val_loss)
         # optim.schedule=plateau: lr x optim.plateau_factor after a complete epoch whose val

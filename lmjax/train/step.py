@@ -71,10 +71,15 @@ class Steps:
 
     def loss(self, params: Any, batch: Batch, key: jax.Array | None = None,
              ranks: bool = True):
-        """(mean loss, metric sums); ``ranks=False`` (training): loss and weight sums only."""
-        logits = self.apply(params, batch["inputs"], key)
+        """(mean loss, metric sums); ``ranks=False`` (training): loss and weight sums only,
+        through the fused output layer (``LanguageModel.loss_sums``)."""
         targets, weights = self._select(batch)
-        sums = weighted_sums(logits, targets, weights, ranks=ranks)
+        if ranks:
+            sums = weighted_sums(self.apply(params, batch["inputs"], key), targets, weights)
+        else:
+            model = nnx.merge(self.graphdef, params)
+            h, _ = model.hidden_states(batch["inputs"], key)
+            sums = model.loss_sums(h[-1] if self.last_only else h, targets, weights)
         return sums["loss_sum"] / jnp.maximum(sums["weight"], 1.0), sums
 
     def stateful_loss(self, params: Any, batch: Batch, key: jax.Array | None,
@@ -82,9 +87,9 @@ class Steps:
         """:meth:`loss` from the LSTM state ``lstm_state`` (L, 2, B, H); the aux output also
         holds the final state (no gradient flows into the next step through it)."""
         model = nnx.merge(self.graphdef, params)
-        logits, final = model.run(batch["inputs"], lstm_state, key)
+        h, final = model.hidden_states(batch["inputs"], key, lstm_state)
         targets, weights = self._select(batch)
-        sums = weighted_sums(logits, targets, weights, ranks=False)
+        sums = model.loss_sums(h, targets, weights)
         return sums["loss_sum"] / jnp.maximum(sums["weight"], 1.0), (sums, final)
 
     def train_step(self, state: TrainState, batch: Batch,

@@ -164,6 +164,35 @@ def test_plateau_end_to_end_drops_exactly_when_val_loss_does_not_improve_and_res
     assert [{k: r[k] for k in keep} for r in again] == [{k: r[k] for k in keep} for r in rows]
 
 
+def test_under_carry_state_plateau_and_best_checkpoint_follow_the_carried_val_loss(tmp_path):
+    """framing.carry_state: the lr drops after an epoch whose val_carried_loss (not val_loss)
+    is not below the best before it, and best_step is the epoch of the lowest carried loss."""
+    import dataclasses
+    import json
+
+    from lmjax.train.loop import run
+
+    cfg = _plateau_cfg(8)
+    cfg = dataclasses.replace(cfg, framing=dataclasses.replace(cfg.framing, carry_state=True),
+                              train=dataclasses.replace(cfg.train, batch_size=2))
+    run(cfg, tmp_path / "c")
+    rows = _rows(tmp_path / "c")
+    lrs, vals = [r["lr"] for r in rows], [r["val_carried_loss"] for r in rows]
+    drops = 0
+    for k in range(1, len(rows)):
+        worse = vals[k - 1] >= min(vals[:k - 1], default=math.inf)
+        drops += worse
+        assert lrs[k] == pytest.approx(lrs[k - 1] * (0.25 if worse else 1.0), rel=1e-6), k
+    assert drops >= 1
+    # the two validation losses disagree somewhere, so the test tells them apart
+    blocks = [r["val_loss"] for r in rows]
+    assert [b >= min(blocks[:k], default=math.inf) for k, b in enumerate(blocks)] != \
+        [v >= min(vals[:k], default=math.inf) for k, v in enumerate(vals)]
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["best_val_loss"] == pytest.approx(min(vals))
+    assert summary["best_step"] == rows[vals.index(min(vals))]["step"]
+
+
 def test_cosine_auto_decays_over_the_whole_run(tmp_path):
     from lmjax.train.loop import run
 
