@@ -48,3 +48,31 @@ def need_chromium() -> str:
         pytest.fail("no Chromium found, and LMJAX_REQUIRE_BROWSER is set (.ci/run installs "
                     "Debian's chromium)")
     pytest.skip("no headless Chromium on this machine (.ci/run installs Debian's chromium)")
+
+
+def poison_losses_from(monkeypatch, step: int):
+    """Make training report a NaN loss at optimizer step ``step`` (0-based: the run's step
+    ``step + 1``) and at every chunk after it, by wrapping ``Steps.train_chunk`` of the steps
+    ``lmjax.train.loop.make_steps`` builds. Returns ``lmjax.train.loop``."""
+    import jax.numpy as jnp
+
+    from lmjax.train import loop
+
+    real = loop.make_steps
+
+    def poisoned(cfg, graphdef, take=None):
+        steps = real(cfg, graphdef, take)
+        chunk = steps.train_chunk
+
+        def train_chunk(state, data, idx):
+            before = int(state.step)
+            state, sums, losses = chunk(state, data, idx)
+            if before + len(idx) > step:
+                losses = losses.at[max(step - before, 0)].set(jnp.nan)
+            return state, sums, losses
+
+        steps.train_chunk = train_chunk
+        return steps
+
+    monkeypatch.setattr(loop, "make_steps", poisoned)
+    return loop

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -22,7 +21,7 @@ from lmjax.config import Config, from_dictconfig, register_configs
 from lmjax.errors import CheckpointError, ConfigError, TrainingDiverged
 from lmjax.track import truncate_metrics
 
-from .conftest import REPO
+from .conftest import REPO, poison_losses_from
 
 register_configs()
 
@@ -235,25 +234,8 @@ def test_nan_stops_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     """The loss turns NaN from step 7 on: TrainingDiverged names epoch and step, summary.json
     says failed, and the latest checkpoint is the last good one (step 6, finite)."""
     from lmjax.infer.load import load_run
-    from lmjax.train import loop
 
-    real_make_steps = loop.make_steps
-
-    def poisoned(cfg, graphdef, take=None):
-        steps = real_make_steps(cfg, graphdef, take)
-        chunk = steps.train_chunk
-
-        def train_chunk(state, data, idx):
-            before = int(state.step)
-            state, sums, losses = chunk(state, data, idx)
-            if before >= 6:
-                losses = losses.at[0].set(jnp.nan)
-            return state, sums, losses
-
-        steps.train_chunk = train_chunk
-        return steps
-
-    monkeypatch.setattr(loop, "make_steps", poisoned)
+    loop = poison_losses_from(monkeypatch, 6)  # step 7 on
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
     cfg = compose_cfg("data=file", f"data.path={corpus}", "train.batch_size=8",

@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import pytest
 
 from lmjax.config import DataConfig, OptimConfig, TrainConfig
 from lmjax.errors import TrainingDiverged
 
-from ..conftest import REPO
+from ..conftest import REPO, poison_losses_from
 from .test_loop import _corpus, quiet
 from .test_resume import corpus_text
 
@@ -174,35 +173,12 @@ def test_divergence_rule():
     assert "4.5e+06" in divergence({"train_loss": 4.5e6}, v)
 
 
-def _poison_from(monkeypatch, step: int):
-    from lmjax.train import loop
-
-    real = loop.make_steps
-
-    def poisoned(cfg, graphdef, take=None):
-        steps = real(cfg, graphdef, take)
-        chunk = steps.train_chunk
-
-        def train_chunk(state, data, idx):
-            before = int(state.step)
-            state, sums, losses = chunk(state, data, idx)
-            if before + len(idx) > step:
-                losses = losses.at[max(step - before, 0)].set(jnp.nan)
-            return state, sums, losses
-
-        steps.train_chunk = train_chunk
-        return steps
-
-    monkeypatch.setattr(loop, "make_steps", poisoned)
-    return loop
-
-
 @pytest.mark.parametrize("bad_step,says", [
     (0, "no checkpoint was written"),
     (6, r"the last good checkpoint \(step 4\) is kept in "),
 ])
 def test_nan_stop_says_which_checkpoint_is_kept(tmp_path, monkeypatch, bad_step, says):
-    loop = _poison_from(monkeypatch, bad_step)
+    loop = poison_losses_from(monkeypatch, bad_step)
     cfg = quiet(data=DataConfig(name="file", path=str(_corpus(tmp_path)), split="none"),
                 train=TrainConfig(epochs=3, batch_size=8, steps_per_call=2,
                                   checkpoint_every_steps=4, checkpoint_every_s=0,
