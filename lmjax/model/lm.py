@@ -5,8 +5,8 @@ given (training; evaluation and inference pass none and are deterministic):
 ``dropout`` (a fresh mask at every position) or ``locked_dropout`` (one mask per sequence, shared
 over time steps) on every LSTM layer's output; ``embed_dropout`` (locked) on the embedded inputs;
 ``embed_word_dropout`` (whole words of the embedding table); ``input_dropout`` (a fresh mask at
-every position, on the embedded inputs: PyTorch's ``word_language_model``); ``weight_drop`` (DropConnect on
-every layer's recurrent weights, one mask per forward pass).
+every position, on the embedded inputs: PyTorch's ``word_language_model``); ``weight_drop``
+(DropConnect on every layer's recurrent weights, one mask per forward pass).
 
 Everything runs time-major, (T, B, ...), because that is the layout ``lax.scan`` walks; the
 tokens are transposed once on the way in, so no (B, T, H) activation is ever transposed.
