@@ -57,8 +57,19 @@ def error_exit(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def closed_pipe_exit() -> None:
+    """Exit quietly (status 1) when stdout's reader has gone (``... --help | head``), as Unix
+    tools do, instead of a BrokenPipeError traceback. Python's recipe
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe): stdout is pointed at
+    /dev/null first, so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn LmjaxError (and config-composition errors) into one line and exit code 2.
+    """Turn LmjaxError (and config-composition errors) into one line and exit code 2; a closed
+    stdout (a pipe to ``head``) into a quiet exit.
 
     LMJAX_TRACEBACK=1 shows the full traceback instead.
     """
@@ -72,6 +83,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             error_exit(str(e), getattr(e, "exit_code", 2))
         except KeyboardInterrupt:
             error_exit("interrupted", 130)
+        except BrokenPipeError:
+            closed_pipe_exit()
         except Exception as e:  # omegaconf errors carry their own clear first line
             if type(e).__module__.startswith("omegaconf"):
                 error_exit(str(e).splitlines()[0])

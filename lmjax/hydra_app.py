@@ -229,7 +229,7 @@ def run_main(main: Callable[[], Any], conf_dir: Path, argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from lmjax.cli import check_group_choices, error_exit
+    from lmjax.cli import check_group_choices, closed_pipe_exit, error_exit
     from lmjax.config_errors import hydra_error_line
 
     check_group_choices(conf_dir, argv)
@@ -245,6 +245,8 @@ def run_main(main: Callable[[], Any], conf_dir: Path, argv: list[str]) -> None:
         error_exit(hydra_error_line(e))
     except KeyboardInterrupt:
         error_exit("interrupted", 130)
+    except BrokenPipeError:  # --help | head
+        closed_pipe_exit()
 
 
 def _undo_sweep_dir() -> None:

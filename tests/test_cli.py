@@ -183,3 +183,14 @@ def test_help_lists_groups_and_explains_every_key():
         if not re.search(rf"^  {leaf} +\S", block, re.M):  # the key, then what it means
             missing.append(key)
     assert not missing, f"--help (conf/hydra/help/lmjax.yaml) does not explain {missing}"
+
+
+@pytest.mark.parametrize("module", ["experiments.run", "experiments.suggest"])
+def test_help_into_a_closed_pipe_exits_quietly(module):
+    """``--help | head -1``: the reader has gone before the help is written; no traceback."""
+    p = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # long before the interpreter has imported anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
