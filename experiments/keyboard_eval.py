@@ -11,13 +11,13 @@ for each n: keystroke savings and hit rates. Also completes the keyboard tutoria
 into the run dir (nothing else; ``checkpoint=best`` evaluates the checkpoint with the lowest
 validation loss and writes ``keyboard_eval_best.json``, ``checkpoint=N`` step N's,
 ``keyboard_eval_stepN.json``; a ``context`` other than the default adds ``_ctxN`` or
-``_stream`` to the names). Definitions: docs/keyboard.md.
+``_stream`` to the names, a ``min_suffix`` other than 2 ``_minN``). Definitions: docs/keyboard.md.
 """
 
 from __future__ import annotations
 
 from lmjax.cli import friendly_errors
-from lmjax.infer.args import Arg, boolean, ints, parse, setup
+from lmjax.infer.args import MIN_SUFFIX_ARG, Arg, boolean, ints, parse, setup
 from lmjax.infer.score import context_arg
 
 SPEC = [
@@ -29,6 +29,7 @@ SPEC = [
     Arg("max_words", int, 2000, "words the simulated user types (0: the whole split)"),
     Arg("context", context_arg, 0, "tokens of context for next-token metrics (0: the trained "
         "window; stream: all the text before, the LSTM state carried through the split)"),
+    MIN_SUFFIX_ARG,
     Arg("progress", boolean, True, "a progress bar on stderr (when it is a terminal)"),
 ]
 
@@ -50,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load_run(a["run"], which)
     which = which if isinstance(which, str) else "step"
     r = keyboard_eval(loaded, a["split"], a["n"], a["method"], a["max_words"],
-                      a["context"] or None, a["progress"], checkpoint=which)
+                      a["context"] or None, a["progress"], checkpoint=which,
+                      min_suffix=a["min_suffix"])
     print(format_report(r))
-    tag = output_tag(which, r["step"], a["context"] or None)
+    tag = output_tag(which, r["step"], a["context"] or None, a["min_suffix"])
     print(f"wrote {loaded.run_dir / f'keyboard_eval{tag}.json'} and completions{tag}.json")
 
 

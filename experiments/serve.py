@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from lmjax.cli import friendly_errors
-from lmjax.infer.args import Arg, parse, setup
+from lmjax.infer.args import MIN_SUFFIX_ARG, Arg, parse, setup
 from lmjax.infer.score import context_arg
 
 SPEC = [
@@ -25,6 +25,7 @@ SPEC = [
     Arg("n", int, 5, "how many suggestions"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
     Arg("beams", int, 0, "beam width for method=beam (0: max(2n, 8))"),
+    MIN_SUFFIX_ARG,
     Arg("context", context_arg, "stream",
         "stream (all the text; char models) | 0 (the training window) | N tokens"),
     Arg("host", str, "127.0.0.1", "the address to listen on (0.0.0.0: every interface)"),
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     from lmjax.infer.serve import create_app, load_keyboards
 
     kbs = load_keyboards(a["run"], a["runs"], a["checkpoint"], n=a["n"], method=a["method"],
-                         beams=a["beams"], context=a["context"])
+                         beams=a["beams"], context=a["context"], min_suffix=a["min_suffix"])
     app = create_app(kbs, a["max_chars"])
     print(f"serving http://{a['host']}:{a['port']} (Ctrl-C stops)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=a["host"], port=a["port"], log_level="warning")

@@ -23,7 +23,7 @@ import sys
 import warnings
 
 from lmjax.cli import friendly_errors
-from lmjax.infer.args import Arg, parse, setup
+from lmjax.infer.args import MIN_SUFFIX_ARG, Arg, parse, setup
 from lmjax.infer.score import context_arg
 
 SPEC = [
@@ -33,6 +33,7 @@ SPEC = [
     Arg("n", int, 5, "how many suggestions"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
     Arg("beams", int, 0, "beam width for method=beam (0: max(2n, 8))"),
+    MIN_SUFFIX_ARG,
     Arg("context", context_arg, "stream",
         "stream (all the text; char models) | 0 (the training window) | N tokens"),
 ]
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     from lmjax.infer.load import load_run, parse_checkpoint
 
     loaded = load_run(a["run"], parse_checkpoint(a["checkpoint"]))
-    kb = LiveKeyboard(loaded, a["n"], a["method"], a["beams"], a["context"])
+    kb = LiveKeyboard(loaded, a["n"], a["method"], a["beams"], a["context"],
+                      min_suffix=a["min_suffix"])
     if a["text"] is not None:
         print(" | ".join(suggestions(kb, a["text"])))
         return

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from lmjax.cli import friendly_errors
-from lmjax.infer.args import Arg, boolean, parse, setup
+from lmjax.infer.args import MIN_SUFFIX_ARG, Arg, boolean, parse, setup
 from lmjax.infer.score import context_arg
 
 SPEC = [
@@ -27,6 +27,7 @@ SPEC = [
     Arg("split", str, "test", "train | valid | test: the text typed"),
     Arg("n", int, 5, "how many suggestions"),
     Arg("method", str, "beam", "char models: beam | tutorial"),
+    MIN_SUFFIX_ARG,
     Arg("context", context_arg, "stream", "stream | 0 (the training window) | N tokens"),
     Arg("json", boolean, False, "print the result as JSON"),
 ]
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     if a["split"] not in texts:
         raise ConfigError(f"split must be one of train, valid, test; got {a['split']!r}")
     text = texts[a["split"]][:a["keystrokes"]]
-    kb = LiveKeyboard(loaded, a["n"], a["method"], context=a["context"])
+    kb = LiveKeyboard(loaded, a["n"], a["method"], context=a["context"],
+                      min_suffix=a["min_suffix"])
     kb.warm_up()
     ms = []
     for k in range(1, len(text) + 1):

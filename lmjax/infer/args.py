@@ -37,6 +37,20 @@ def boolean(s: str) -> bool:
     raise ValueError(s)
 
 
+def count(s: str) -> int:
+    """A whole number >= 0 (the error names the type: "is not a valid count")."""
+    n = int(s)
+    if n < 0:
+        raise ValueError(s)
+    return n
+
+
+# the keyboard commands' min_suffix (default: lmjax.infer.complete.MIN_SUFFIX; a test checks)
+MIN_SUFFIX_ARG = Arg("min_suffix", count, 2, "suggest only completions that leave at least this "
+                     "many characters to type (beam method, word models; 0: also the word as "
+                     "typed)")
+
+
 def usage(prog: str, doc: str, spec: Sequence[Arg]) -> str:
     lines = [doc.strip(), "", f"usage: python -m {prog} key=value ...", ""]
     for a in spec:

@@ -20,6 +20,13 @@ Char models, two methods (``method=``):
 
 Word models: the ``n`` most probable next words (partial word empty), or the vocabulary words
 that start with the partial word, ranked by their probability after the complete words before it.
+
+**Completions that save nothing take no slot** (``min_suffix``, default :data:`MIN_SUFFIX` = 2;
+the beam method and word models). Accepting a suggestion is one keystroke and inserts the rest
+of the word, so a completion with fewer than ``min_suffix`` characters left to type (the word
+as already typed, or one letter short of it) would cost as much as typing it; the next most
+probable words are shown in its place. ``min_suffix=1`` also offers one-letter endings,
+``min_suffix=0`` the word as typed too. The tutorial's method keeps the tutorial's rule.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from lmjax.errors import ConfigError
 from lmjax.infer.generate import PredictFn, encode_prompt, fit_context
 
 METHODS = ("beam", "tutorial")
+MIN_SUFFIX = 2  # the fewest characters a completion leaves to type (see the module docstring)
 _PUNCT = set(string.punctuation) - {"'"}
 
 
@@ -126,17 +134,21 @@ def tutorial_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int,
 
 
 def complete_beam(predict: PredictFn, vocab: Vocab, ids: list[int], partial: str, n: int,
-                  width: int, beams: int = 0, max_len: int = 20) -> list[Completion]:
+                  width: int, beams: int = 0, max_len: int = 20,
+                  min_suffix: int = MIN_SUFFIX) -> list[Completion]:
     """The beam method (see the module docstring) on the trained window."""
-    return beam_words(window_scorer(predict, ids, width), vocab, partial, n, beams, max_len)
+    return beam_words(window_scorer(predict, ids, width), vocab, partial, n, beams, max_len,
+                      min_suffix)
 
 
 def beam_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int, beams: int = 0,
-               max_len: int = 20) -> list[Completion]:
+               max_len: int = 20, min_suffix: int = MIN_SUFFIX) -> list[Completion]:
     """The ``n`` most probable whole words found by a beam search of ``beams`` (default
-    ``max(2n, 8)``) live beams from any context (``next_logp``); see the module docstring."""
+    ``max(2n, 8)``) live beams from any context (``next_logp``), each leaving at least
+    ``min_suffix`` characters to type; see the module docstring."""
     word_mask, sep_mask = _char_classes(vocab)
     beams = beams or max(2 * n, 8)
+    shortest = max(min_suffix, 0 if partial else 1)  # a word has at least one character
     word_ids = np.flatnonzero(word_mask)
     live: list[tuple[list[int], float]] = [([], 0.0)]
     finished: list[tuple[float, list[int]]] = []
@@ -144,7 +156,7 @@ def beam_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int, beam
         logp = np.asarray(next_logp([s for s, _ in live]), np.float64)
         end = np.logaddexp.reduce(np.where(sep_mask, logp, -np.inf), axis=1)
         for (s, lp), e in zip(live, end):
-            if (partial or s) and np.isfinite(e):
+            if len(s) >= shortest and np.isfinite(e):
                 finished.append((lp + e, s))
         finished.sort(key=lambda x: -x[0])
         finished = finished[:n]
@@ -161,13 +173,14 @@ def beam_words(next_logp: NextLogProbs, vocab: Vocab, partial: str, n: int, beam
             for lp, s in finished]
 
 
-def rank_words(logp: np.ndarray, vocab: Vocab, prefix: str, n: int) -> list[Completion]:
-    """The ``n`` vocabulary words starting with ``prefix``, most probable first."""
+def rank_words(logp: np.ndarray, vocab: Vocab, prefix: str, n: int,
+               min_suffix: int = MIN_SUFFIX) -> list[Completion]:
+    """The ``n`` vocabulary words starting with ``prefix`` and at least ``min_suffix``
+    characters longer, most probable first."""
     tokens = np.asarray(vocab.tokens, dtype=object)
-    ok = np.ones(len(vocab), bool)
+    ok = np.array([t.startswith(prefix) and len(t) - len(prefix) >= min_suffix
+                   for t in vocab.tokens])
     ok[[PAD_ID, UNK_ID]] = False
-    if prefix:
-        ok &= np.array([t.startswith(prefix) for t in vocab.tokens])
     cand = np.flatnonzero(ok)
     best = cand[np.argsort(-logp[cand], kind="stable")[:n]]
     return [Completion(str(tokens[i]), str(tokens[i])[len(prefix):], float(logp[i]))
@@ -176,8 +189,9 @@ def rank_words(logp: np.ndarray, vocab: Vocab, prefix: str, n: int) -> list[Comp
 
 def complete(predict: PredictFn, vocab: Vocab, text: str, n: int, width: int,
              method: str = "beam", beams: int = 0, max_len: int = 20,
-             warn: bool = True) -> list[Completion]:
-    """The ``n`` suggested completions of the word being typed at the end of ``text``."""
+             warn: bool = True, min_suffix: int = MIN_SUFFIX) -> list[Completion]:
+    """The ``n`` suggested completions of the word being typed at the end of ``text``
+    (``min_suffix``: see the module docstring)."""
     if n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
     if method not in METHODS:
@@ -188,11 +202,11 @@ def complete(predict: PredictFn, vocab: Vocab, text: str, n: int, width: int,
         done = text[:len(text) - len(partial)]
         ids = encode_prompt(vocab, done) if warn else vocab.encode(word_tokens(done))
         logp = np.asarray(predict(fit_context(ids, width)[None, :])[0], np.float64)
-        return rank_words(logp, vocab, partial, n)
+        return rank_words(logp, vocab, partial, n, min_suffix)
     ids = [int(i) for i in (encode_prompt(vocab, text) if warn else vocab.encode(list(text)))]
     if method == "tutorial":
         return complete_tutorial(predict, vocab, ids, partial, n, width, max_len)
-    return complete_beam(predict, vocab, ids, partial, n, width, beams, max_len)
+    return complete_beam(predict, vocab, ids, partial, n, width, beams, max_len, min_suffix)
 
 
 def prompt_completions(predict: PredictFn, vocab: Vocab, prompts: list[str], width: int,

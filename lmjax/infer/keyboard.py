@@ -7,7 +7,9 @@ is among them, the user accepts it with **one** keystroke, which inserts the res
 (not the space or punctuation after it: those are typed as usual). The user accepts only when
 that saves something, i.e. while at least two characters of the word remain to be typed. A word
 is therefore offered at prefixes ``j = 0 .. len(word) - 2``; accepted at prefix ``j`` it costs
-``j + 1`` keystrokes instead of ``len(word)``, saving ``len(word) - j - 1``.
+``j + 1`` keystrokes instead of ``len(word)``, saving ``len(word) - j - 1``. The keyboard
+(beam method, word models) shows only completions that leave at least ``min_suffix`` (2)
+characters to type, so no slot goes to one the user would never accept.
 
 **Words and keystrokes.** Char models: a word is a maximal run of word characters (letters,
 digits, apostrophes); the evaluated text runs from the first character of the first word to the
@@ -40,7 +42,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab, tokenize_lines
 from lmjax.errors import ConfigError
-from lmjax.infer.complete import complete, format_completions, prompt_completions
+from lmjax.infer.complete import MIN_SUFFIX, complete, format_completions, prompt_completions
 from lmjax.infer.generate import PredictFn, fit_context
 from lmjax.infer.score import STREAM, heldout_next_token
 
@@ -98,16 +100,18 @@ def _accept(ranks: Iterable[int | None], ns: Sequence[int]) -> dict[int, int]:
 
 def simulate_chars(predict: PredictFn, vocab: Vocab, text: str, width: int,
                    ns: Sequence[int] = (1, 3, 5), method: str = "beam", max_words: int = 2000,
-                   history: str = "", progress: bool = True) -> dict:
+                   history: str = "", progress: bool = True, min_suffix: int = MIN_SUFFIX) -> dict:
     """Keystroke savings of a char model on ``text`` (see the module docstring).
 
-    ``history`` (text before ``text``) only gives the first words their left context.
+    ``history`` (text before ``text``) only gives the first words their left context;
+    ``min_suffix``: as in :func:`lmjax.infer.complete.complete`.
     """
     nmax = max(ns)
 
     def suggest(full: str, s: int, j: int) -> list[str]:  # the window before the cursor
         return [c.word for c in complete(predict, vocab, full[max(0, s - width):s + j], nmax,
-                                         width, method=method, warn=False)]
+                                         width, method=method, warn=False,
+                                         min_suffix=min_suffix)]
 
     return _simulate(text, history[-width:], ns, max_words, progress, suggest)
 
@@ -161,10 +165,12 @@ def simulate_live(kb, text: str, ns: Sequence[int] = (1, 3, 5), max_words: int =
 
 def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
                    ns: Sequence[int] = (1, 3, 5), max_words: int = 2000, history: str = "",
-                   batch_size: int = 256, progress: bool = True) -> dict:
+                   batch_size: int = 256, progress: bool = True,
+                   min_suffix: int = MIN_SUFFIX) -> dict:
     """Keystroke savings of a word model on ``text`` (see the module docstring). One prediction
-    per word serves all its prefixes: the candidates are the vocabulary words with the prefix,
-    ranked by their probability after the words before."""
+    per word serves all its prefixes: the candidates are the vocabulary words with the prefix
+    and at least ``min_suffix`` more characters, ranked by their probability after the words
+    before (:func:`lmjax.infer.complete.rank_words`)."""
     hist = [t for line in tokenize_lines(history, "word") for t in line][-width:]
     words = [t for line in tokenize_lines(text, "word") for t in line]
     words = words[:max_words] if max_words else words
@@ -191,7 +197,8 @@ def simulate_words(predict: PredictFn, vocab: Vocab, text: str, width: int,
                 ahead[[PAD_ID, UNK_ID]] = False
                 better = tokens[ahead]
                 accepted.append(_accept(
-                    (sum(1 for u in better if u.startswith(w[:j])) for j in range(len(w) - 1)),
+                    (sum(1 for u in better if u.startswith(w[:j]) and len(u) - j >= min_suffix)
+                     for j in range(len(w) - 1)),
                     ns))
             if bar:
                 bar.update(task, advance=m)
@@ -212,7 +219,8 @@ def split_texts(cfg) -> tuple[dict[str, str], dict[str, str]]:
 
 def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
                   method: str = "beam", max_words: int = 2000, context: int | None = None,
-                  progress: bool = True, write: bool = True, checkpoint: str = "latest") -> dict:
+                  progress: bool = True, write: bool = True, checkpoint: str = "latest",
+                  min_suffix: int = MIN_SUFFIX) -> dict:
     """Held-out next-token metrics, keystroke savings and the tutorial's quote completions of a
     loaded run; writes ``keyboard_eval.json`` and ``completions.json`` in its run dir (for a
     ``checkpoint`` other than the latest: ``keyboard_eval_best.json``, ``..._step<N>.json``)."""
@@ -233,14 +241,14 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
     if level == "char" and context == STREAM:
         from lmjax.infer.live import LiveKeyboard
 
-        kb = LiveKeyboard(loaded, n=max(ns), method=method)
+        kb = LiveKeyboard(loaded, n=max(ns), method=method, min_suffix=min_suffix)
         ks = simulate_live(kb, text, ns, max_words, history, progress)
     elif level == "char":
         ks = simulate_chars(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, method,
-                            max_words, history, progress)
+                            max_words, history, progress, min_suffix)
     else:
         ks = simulate_words(loaded.predict, loaded.vocab, text, loaded.seq_len, ns, max_words,
-                            history, progress=progress)
+                            history, progress=progress, min_suffix=min_suffix)
     t2 = time.perf_counter()
     prompts = list(loaded.cfg.sample.complete) or list(TUTORIAL_QUOTES)
     comps = prompt_completions(loaded.predict, loaded.vocab, prompts, loaded.seq_len,
@@ -253,23 +261,28 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
         "tokens": nt["tokens"], "unknown_tokens": nt["unknown"],
         "oov_rate": nt["oov_rate"], f"{metric}_in_vocab": nt[f"{metric}_in_vocab"],
         "method": method if level == "char" else "words", "max_words": max_words,
+        "min_suffix": min_suffix,
         **ks,
         "seconds": {"next_token": t1 - t0, "keystrokes": t2 - t1},
         "completions": comps,
     }
     if write:
-        tag = output_tag(checkpoint, result["step"], context)
+        tag = output_tag(checkpoint, result["step"], context, min_suffix)
         _write(Path(loaded.run_dir) / f"keyboard_eval{tag}.json", result)
         _write(Path(loaded.run_dir) / f"completions{tag}.json", comps)
     return result
 
 
-def output_tag(checkpoint: str, step: int, context: int | str | None = None) -> str:
-    """File-name suffix of keyboard_eval's outputs: none for the latest checkpoint and the
-    trained context; ``_best`` / ``_step<N>``, then ``_ctx<N>`` / ``_stream``, otherwise."""
+def output_tag(checkpoint: str, step: int, context: int | str | None = None,
+               min_suffix: int = MIN_SUFFIX) -> str:
+    """File-name suffix of keyboard_eval's outputs: none for the latest checkpoint, the
+    trained context and the default ``min_suffix``; ``_best`` / ``_step<N>``, then ``_ctx<N>``
+    / ``_stream``, then ``_min<N>``, otherwise."""
     tag = "" if checkpoint == "latest" else "_best" if checkpoint == "best" else f"_step{step}"
     if context:
         tag += "_stream" if context == "stream" else f"_ctx{context}"
+    if min_suffix != MIN_SUFFIX:
+        tag += f"_min{min_suffix}"
     return tag
 
 
@@ -287,7 +300,8 @@ def format_report(r: dict) -> str:
     lines = [f"{r['split']}: next-token accuracy {num(r['next_token_accuracy'])}, {metric} "
              f"{num(r[metric])} ({r['tokens']} tokens, {r['seconds']['next_token']:.1f}s)",
              f"keystrokes ({r['words']} words, {r['keystrokes_without_help']} keystrokes without "
-             f"help, {r['method']}, {r['seconds']['keystrokes']:.1f}s):"]
+             f"help, {r['method']}, min_suffix {r.get('min_suffix', 0)}, "
+             f"{r['seconds']['keystrokes']:.1f}s):"]
     lines += [f"  n={n}: savings {num(r['keystroke_savings'][n])}  hit rate "
               f"{num(r['hit_rate'][n])}  next-word hit rate {num(r['next_word_hit_rate'][n])}"
               for n in ns]

@@ -33,8 +33,8 @@ from flax import nnx
 
 from lmjax.data.vocab import PAD_ID, UNK_ID
 from lmjax.errors import ConfigError
-from lmjax.infer.complete import (METHODS, Completion, beam_words, complete, partial_word,
-                                  tutorial_words)
+from lmjax.infer.complete import (METHODS, MIN_SUFFIX, Completion, beam_words, complete,
+                                  partial_word, tutorial_words)
 from lmjax.infer.score import STREAM
 
 START = "\n"
@@ -158,18 +158,23 @@ class LiveKeyboard:
 
     ``context``: ``"stream"`` (char models only; the default) or a number of tokens for the
     batch commands' window (``0``: the trained one). ``stacks``: how many texts' state stacks
-    are kept (several users of one server each continue their own). Thread-safe (one call at
+    are kept (several users of one server each continue their own). ``min_suffix``: the
+    fewest characters a completion leaves to type (lmjax.infer.complete). Thread-safe (one call at
     a time).
     """
 
     def __init__(self, loaded, n: int = 5, method: str = "beam", beams: int = 0,
-                 context: int | str = STREAM, max_len: int = 20, stacks: int = 32):
+                 context: int | str = STREAM, max_len: int = 20, stacks: int = 32,
+                 min_suffix: int = MIN_SUFFIX):
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if min_suffix < 0:
+            raise ConfigError(f"min_suffix must be >= 0, got {min_suffix}")
         self.loaded, self.n, self.method, self.beams, self.max_len = (loaded, n, method, beams,
                                                                       max_len)
+        self.min_suffix = min_suffix
         self.vocab = loaded.vocab
         self.lowercase = loaded.cfg.data.lowercase
         self.stream = context == STREAM and self.vocab.level == "char"
@@ -230,7 +235,7 @@ class LiveKeyboard:
             if not self.stream:
                 comps = complete(self.loaded.predict, self.vocab, text, self.n, self.width,
                                  method=method, beams=self.beams, max_len=self.max_len,
-                                 warn=False)
+                                 warn=False, min_suffix=self.min_suffix)
             else:
                 st = self._advance(text)
                 scorer = StreamScorer(self.steps, st.states[-1], st.logps[-1])
@@ -238,7 +243,7 @@ class LiveKeyboard:
                     comps = tutorial_words(scorer, self.vocab, partial, self.n, self.max_len)
                 else:
                     comps = beam_words(scorer, self.vocab, partial, self.n, self.beams,
-                                       self.max_len)
+                                       self.max_len, self.min_suffix)
         return Suggestions(text, partial, comps, time.perf_counter() - t0)
 
     def warm_up(self) -> None:

@@ -149,6 +149,12 @@ def test_keyboard_eval(runs, capsys, monkeypatch):
     assert r["keystroke_savings"]["1"] <= r["keystroke_savings"]["3"]
     assert sorted(set(before) | {"keyboard_eval.json"}) == sorted(
         p.name for p in runs["char"].iterdir())  # nothing else written
+    # min_suffix=0 (the word as typed may take a slot) is kept apart, and never saves more
+    code, out, _ = call("keyboard_eval", [f"run={runs['char']}", "split=test", "n=1,3",
+                                          "max_words=20", "min_suffix=0"], capsys, monkeypatch)
+    r0 = json.loads((runs["char"] / "keyboard_eval_min0.json").read_text())
+    assert code == 0 and "min_suffix 0" in out and r0["min_suffix"] == 0
+    assert r["min_suffix"] == 2 and r0["keystrokes_saved"]["3"] <= r["keystrokes_saved"]["3"]
     code, _, _ = call("keyboard_eval", [f"run={runs['word']}", "max_words=10"], capsys,
                       monkeypatch)
     r = json.loads((runs["word"] / "keyboard_eval.json").read_text())

@@ -88,6 +88,7 @@ def test_short_load_test_has_no_errors(server):
     (["runs=a,a"], "names a run twice"),
     (["run=/nonexistent/run"], "does not exist"),
     (["run=x", "port=http"], "port='http' is not a valid int"),
+    (["run=x", "min_suffix=-1"], "min_suffix='-1' is not a valid count"),
 ])
 def test_serve_argument_errors_are_one_line(args, words, capsys, monkeypatch):
     code, _, err = call("serve", args, capsys, monkeypatch)
