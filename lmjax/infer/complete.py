@@ -210,7 +210,8 @@ def complete(predict: PredictFn, vocab: Vocab, text: str, n: int, width: int,
 
 
 def prompt_completions(predict: PredictFn, vocab: Vocab, prompts: list[str], width: int,
-                       n: int = 5, chars: int = 40, lowercase: bool = True) -> list[dict]:
+                       n: int = 5, chars: int = 40, lowercase: bool = True,
+                       min_suffix: int = MIN_SUFFIX) -> list[dict]:
     """The keyboard tutorial's demo: for each prompt, its first ``chars`` characters (lowercased
     when the model was trained on lowercased text) and ``n`` completions by each method (char
     models: ``tutorial`` and ``beam``; word models: ``words``)."""
@@ -220,7 +221,8 @@ def prompt_completions(predict: PredictFn, vocab: Vocab, prompts: list[str], wid
         methods = METHODS[::-1] if vocab.level == "char" else ("beam",)
         row: dict = {"prompt": text}
         for m in methods:
-            cs = complete(predict, vocab, text, n, width, method=m, warn=False)
+            cs = complete(predict, vocab, text, n, width, method=m, warn=False,
+                          min_suffix=min_suffix)
             row["words" if vocab.level == "word" else m] = [c.word for c in cs]
         out.append(row)
     return out

@@ -252,7 +252,7 @@ def keyboard_eval(loaded, split: str = "test", ns: Sequence[int] = (1, 3, 5),
     t2 = time.perf_counter()
     prompts = list(loaded.cfg.sample.complete) or list(TUTORIAL_QUOTES)
     comps = prompt_completions(loaded.predict, loaded.vocab, prompts, loaded.seq_len,
-                               lowercase=loaded.cfg.data.lowercase)
+                               lowercase=loaded.cfg.data.lowercase, min_suffix=min_suffix)
     metric = "bits_per_char" if level == "char" else "perplexity"
     result = {
         "split": split, "level": level, "context": context or loaded.seq_len,
