@@ -161,3 +161,12 @@ def test_presets_hold_the_reference_defaults_and_the_regularized_recipe():
     r = reg.model
     assert r.tie_embeddings and r.dropout == 0 and r.locked_dropout > 0 and r.weight_drop > 0
     assert reg.train.time_budget_s == 900 and reg.optim == ref.optim
+
+
+def test_reference_seed_follows_the_runs_seed(tmp_path):
+    """seed=0: the example's own seed (1111); seed=k: 1111 + k, so seed repeats redraw both."""
+    pytest.importorskip("torch", reason="the PyTorch reference needs the bench extra")
+    files = _corpus(tmp_path)
+    seeds = [quality.recipe_of(quality.compose(REPO / "conf", _overrides(files) + extra, 1),
+                               1, 10).seed for extra in ([], ["seed=2"])]
+    assert seeds == [1111, 1113]

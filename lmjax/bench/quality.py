@@ -143,7 +143,9 @@ def compose(conf_dir: str | Path, overrides: list[str], epochs: int,
 
 
 def recipe_of(cfg: Config, epochs: int, eval_batch: int):
-    """The reference's arguments for the same recipe as ``cfg``."""
+    """The reference's arguments for the same recipe as ``cfg``. Its seed follows lmjax's:
+    the reference's own default (1111) plus ``seed``, so ``seed=0`` runs the example exactly
+    and ``seed=1,2,...`` repeat both sides with new draws."""
     from lmjax.bench.torch_wordlm import Recipe
 
     m, o = cfg.model, cfg.optim
@@ -151,7 +153,7 @@ def recipe_of(cfg: Config, epochs: int, eval_batch: int):
                   dropout=m.dropout, lr=o.lr, clip=o.clip_norm, epochs=epochs,
                   batch_size=cfg.train.batch_size, bptt=cfg.framing.seq_len,
                   eval_batch_size=eval_batch, anneal=1.0 / o.plateau_factor,
-                  tied=m.tie_embeddings)
+                  tied=m.tie_embeddings, seed=Recipe.seed + cfg.seed)
 
 
 def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
