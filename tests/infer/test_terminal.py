@@ -74,7 +74,7 @@ def test_suggest_in_a_pseudo_terminal(tiny_run, tiny_loaded):
     pexpect = pytest.importorskip("pexpect")
     ref = LiveKeyboard(tiny_loaded, n=3).suggest("jack and ji").completions
     child = pexpect.spawn(sys.executable, ["-m", "experiments.suggest", f"run={tiny_run}", "n=3"],
-                          cwd=str(REPO), encoding="utf-8", timeout=30, dimensions=(24, 100),
+                          cwd=str(REPO), encoding="utf-8", timeout=90, dimensions=(24, 100),
                           env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"})
     try:
         child.expect("Ctrl-D leaves")
