@@ -60,13 +60,16 @@ def main(dcfg: DictConfig) -> float | None:
         print(_report(summary))
     if not info.multirun:  # a sweep prints its sweep dir once, at the end
         print(f"run dir: {shown(out)}")
-    return summary.get("val_loss")
+    return summary.get("val_loss", summary.get("val_carried_loss"))  # train.epoch_eval=carried
 
 
 def _report(s: dict) -> str:
     """The run's summary for the terminal; every number through :func:`lmjax.fmt.num`, so a
     diverged run's perplexity of 1e300 prints as ``1.0e+300``."""
-    metric = "val_bits_per_char" if "val_bits_per_char" in s else "val_perplexity"
+    # train.epoch_eval=carried: the carried validation alone
+    carried = "val_accuracy" not in s and "val_carried_accuracy" in s
+    val = "val_carried" if carried else "val"
+    metric = f"{val}_bits_per_char" if f"{val}_bits_per_char" in s else f"{val}_perplexity"
 
     def oracle(key: str) -> str:  # not computed for sharded data (it needs every sample)
         v = s.get(key, float("nan"))
@@ -76,8 +79,9 @@ def _report(s: dict) -> str:
              f"vocab {num(s['vocab_size'])}, {num(s['params'])} params, {s['epochs']:g} epochs"]
     if s.get("status") == "diverged":
         lines.append(f"  DIVERGED: {s.get('reason') or 'the loss ended far above ln(vocab)'}")
-    lines += [f"  train acc {num(s['train_accuracy'])}{oracle('oracle_train_accuracy')}  "
-              f"val acc {num(s['val_accuracy'])}{oracle('oracle_val_accuracy')}  "
+    train = ("" if carried else
+             f"train acc {num(s['train_accuracy'])}{oracle('oracle_train_accuracy')}  ")
+    lines += [f"  {train}{val} acc {num(s[f'{val}_accuracy'])}{oracle('oracle_val_accuracy')}  "
               f"{metric} {num(s[metric])}",
               f"  {num(s['train_seconds'], 1)}s training, "
               f"{num(round(s['tokens_per_second']))} tokens/s"]

@@ -231,6 +231,10 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 512
     eval_max_train_samples: int = 20000  # train metrics on a fixed subset this large (0 = all)
+    # what each epoch's end evaluates: all (train_* on the subset above, val_* on the validation
+    # blocks, and val_carried_* with framing.carry_state) or carried (val_carried_* alone, the one
+    # validation PyTorch's word_language_model computes; docs/metrics.md)
+    epoch_eval: str = "all"
     # end-of-run test metrics: score at most this many test tokens (0 = the whole test text)
     test_max_tokens: int = 0
     time_budget_s: float = 0.0  # training time limit: stops before a chunk would cross it (0: none)
@@ -253,6 +257,8 @@ class TrainConfig:
         _positive("train.batch_size", self.batch_size)
         _positive("train.eval_batch_size", self.eval_batch_size)
         _require(self.eval_max_train_samples >= 0, "train.eval_max_train_samples must be >= 0")
+        _require(self.epoch_eval in ("all", "carried"),
+                 f"train.epoch_eval must be all or carried, got {self.epoch_eval!r}")
         _require(self.test_max_tokens >= 0, "train.test_max_tokens must be >= 0")
         _require(self.time_budget_s >= 0, "train.time_budget_s must be >= 0")
         _require(self.steps_per_call >= 0, "train.steps_per_call must be >= 0")
@@ -332,6 +338,10 @@ class Config:
         _require(not (self.optim.schedule == "plateau" and self.train.parallel_seeds > 1),
                  "optim.schedule=plateau follows one run's validation loss: drop "
                  "train.parallel_seeds (or use a sweep over seeds)")
+        _require(self.train.epoch_eval == "all" or (self.framing.carry_state
+                                                    and self.train.parallel_seeds == 1),
+                 "train.epoch_eval=carried evaluates the carried validation alone: it needs "
+                 "framing.carry_state=true and train.parallel_seeds=1 (or train.epoch_eval=all)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -353,6 +363,8 @@ _NOT_TRAINING = frozenset({
     "train.devices",  # data parallel gives the same updates (to float rounding) on any count
     "train.chunk_seconds", "train.log_every_s",  # how training is cut into calls; logging
     "train.test_max_tokens",  # end-of-run scoring only
+    "train.epoch_eval",  # what is evaluated, not how it trains (the schedule follows the
+    # carried validation either way: epoch_eval=carried needs it)
 })
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).

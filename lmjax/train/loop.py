@@ -32,7 +32,7 @@ from flax import nnx
 
 from lmjax.config import Config
 from lmjax.data.framings import Framed
-from lmjax.errors import Interrupted, TrainingDiverged
+from lmjax.errors import ConfigError, Interrupted, TrainingDiverged
 from lmjax.model.lm import LanguageModel
 from lmjax.train import faults
 from lmjax.train.checkpoint import Checkpointer, FollowerCheckpointer
@@ -47,7 +47,7 @@ from lmjax.train.progress import TrainProgress
 from lmjax.train.resume import Position, open_run_dir, restore, wandb_id_in
 from lmjax.train.signals import StopSignals
 from lmjax.train.step import Steps, TrainState, init_state, zero_lstm
-from lmjax.train.writer import RunWriter, SamplesFn, state_tree
+from lmjax.train.writer import RunWriter, SamplesFn, selection_loss, state_tree
 
 log = logging.getLogger("lmjax.train")
 
@@ -169,6 +169,9 @@ def run(cfg: Config, run_dir: str | Path,
     place = Placement(select_devices(cfg.train.devices))
     place.check_batch(cfg.train.batch_size)
     data = prepare(cfg, place)  # bad input fails here, before anything is written
+    if cfg.train.epoch_eval == "carried" and data.shards is not None:
+        raise ConfigError("train.epoch_eval=carried: sharded data (data.shard) has no carried "
+                          "validation, a lane would cross shards; use train.epoch_eval=all")
     main_dir = run_dir
     if jax.process_count() > 1:  # process 0 owns run_dir and W&B; the others keep a copy
         run_dir = process_run_dir(run_dir)
@@ -247,10 +250,13 @@ class _Training:
         self.chunks = ChunkedEpoch(cfg, steps, train, self.bsz, self.sizer, stop, t_start,
                                    writer.timings, self._due, self._save,
                                    writer.latest_checkpoint)
-        self.train_eval = Evaluator(steps, train.subset(cfg.train.eval_max_train_samples,
-                                                        cfg.seed), cfg.train.eval_batch_size)
-        self.valid_eval = (self.train_eval if valid is train
-                           else Evaluator(steps, valid, cfg.train.eval_batch_size))
+        # train.epoch_eval=carried: neither the training subset nor the validation blocks
+        self.train_eval = self.valid_eval = None
+        if cfg.train.epoch_eval == "all":
+            self.train_eval = Evaluator(steps, train.subset(cfg.train.eval_max_train_samples,
+                                                            cfg.seed), cfg.train.eval_batch_size)
+            self.valid_eval = (self.train_eval if valid is train
+                               else Evaluator(steps, valid, cfg.train.eval_batch_size))
         # carried validation: not for sharded data (a lane would cross shards)
         self.carried_eval = (CarriedEvaluator(steps, valid)
                              if cfg.framing.carry_state and not valid.sharded else None)
@@ -328,8 +334,7 @@ class _Training:
         cfg = self.cfg
         state = jax.block_until_ready(state)
         record = epoch_record(epoch, epoch + done / self.spe, running, *self._evaluate(state),
-                              self.train_eval.oracle, self.valid_eval.oracle, train_s,
-                              self._wall(pos0))
+                              train_s, self._wall(pos0))
         if self.carried_eval is not None:
             cm = finalize(self.carried_eval(state.params), cfg.framing.token_level)
             record.update({f"val_carried_{k}": v for k, v in cm.items()})
@@ -344,10 +349,7 @@ class _Training:
             reason = "signal"
         complete = done == self.spe
         last = epoch + 1 == cfg.train.epochs or reason is not None
-        # the best checkpoint and the plateau schedule follow the carried validation loss
-        # where the loop computes it (framing.carry_state: the text read as the model trains
-        # on it, the reference's way), the block-wise val_loss otherwise
-        val = record.get("val_carried_loss", record.get("val_loss"))
+        val = selection_loss(record)  # the carried validation where there is one
         better = val is not None and math.isfinite(val) and (
             pos.best_val_loss is None or val < pos.best_val_loss)
         # optim.schedule=plateau: lr x optim.plateau_factor after a complete epoch whose val
@@ -371,12 +373,16 @@ class _Training:
             self._save(state, pos, val)
         return state, record, pos, reason
 
-    def _evaluate(self, state: TrainState) -> tuple[dict, dict]:
+    def _evaluate(self, state: TrainState) -> tuple[dict, dict, float | None, float | None]:
+        """The train and (block-wise) validation metrics and their oracles; empty and None
+        with train.epoch_eval=carried."""
+        if self.train_eval is None or self.valid_eval is None:
+            return {}, {}, None, None
         level = self.cfg.framing.token_level
         tm = finalize(self.train_eval(state.params), level)
         vm = tm if self.valid_eval is self.train_eval else finalize(
             self.valid_eval(state.params), level)
-        return tm, vm
+        return tm, vm, self.train_eval.oracle, self.valid_eval.oracle
 
     def _interrupted(self, step: int, epochs: float) -> Interrupted:
         d = self.writer.run_dir
@@ -387,15 +393,18 @@ class _Training:
 
 
 def epoch_record(epoch: int, epochs_done: float, running: dict, tm: dict, vm: dict,
-                 oracle_train: float, oracle_val: float, train_seconds: float,
+                 oracle_train: float | None, oracle_val: float | None, train_seconds: float,
                  wall: float) -> dict:
-    """One line of metrics.jsonl from the epoch's running sums and finalized train/val metrics."""
+    """One line of metrics.jsonl from the epoch's running sums and finalized train/val metrics
+    (``tm``/``vm`` empty and the oracles None: left out, as train.epoch_eval=carried does)."""
     rec: dict[str, Any] = {"epoch": epoch + 1, "epochs": epochs_done}
     rec["train_running_loss"] = float(running["loss_sum"] / max(running["weight"], 1e-12))
     rec.update({f"train_{k}": v for k, v in tm.items()})
-    rec["oracle_train_accuracy"] = oracle_train
+    if oracle_train is not None:
+        rec["oracle_train_accuracy"] = oracle_train
     rec.update({f"val_{k}": v for k, v in vm.items()})
-    rec["oracle_val_accuracy"] = oracle_val
+    if oracle_val is not None:
+        rec["oracle_val_accuracy"] = oracle_val
     rec["train_seconds"] = train_seconds
     rec["wall_seconds"] = wall
     return rec

@@ -111,7 +111,7 @@ class RunWriter:
             pos = Position(step=step, epoch=int(math.ceil(epochs_done)), logged=int(epochs_done),
                            record=record, train_seconds=train_seconds, wall_seconds=wall,
                            finished=True)
-        self.save(state, pos, record.get("val_loss"))
+        self.save(state, pos, selection_loss(record))
         test = self._test_metrics(state, steps, pos)  # before close: may restore the best
         self.ckpt.close()
         n, t_len = data.num_train, data.train.seq_len
@@ -195,6 +195,13 @@ class RunWriter:
                 self.trackers.finish(exit_code=getattr(e, "exit_code", 1))
             finally:
                 _write_json(self.run_dir / "summary.json", info)
+
+
+def selection_loss(record: dict) -> float | None:
+    """The validation loss that picks the best checkpoint and steps the plateau schedule: the
+    carried validation where the loop computes it (framing.carry_state: the text read as the
+    model trains on it, the reference's way), the block-wise ``val_loss`` otherwise."""
+    return record.get("val_carried_loss", record.get("val_loss"))
 
 
 def divergence(record: dict, vocab_size: int) -> str | None:

@@ -135,3 +135,47 @@ def test_checkpoint_holds_the_carried_state(tmp_path):
     assert set(got) == {"params"}
     with pytest.raises(Exception, match="does not match"):
         unflatten({"params": {"w": np.zeros(2)}}, {"params__w": np.ones(2), "other": 1})
+
+
+def test_epoch_eval_carried_trains_the_same(tmp_path):
+    """train.epoch_eval=carried evaluates the carried validation alone: the run trains exactly
+    as with epoch_eval=all (the plateau schedule and the best checkpoint follow the carried
+    validation either way), logs no train_*/block val_* metrics, and its summary prints."""
+    import json
+
+    from experiments.run import _report
+    from lmjax.config import DataConfig, LoggerConfig, OptimConfig, SampleConfig, TrainConfig
+    from lmjax.train.loop import run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus_text())
+
+    def one(epoch_eval):
+        cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
+                     framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
+                                           carry_state=True),
+                     model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
+                     optim=OptimConfig(name="sgd", lr=30.0, schedule="plateau"),
+                     train=TrainConfig(epochs=4, batch_size=8, steps_per_call=3,
+                                       epoch_eval=epoch_eval, progress=False),
+                     logger=LoggerConfig(name="none"), sample=SampleConfig(length=0))
+        d = tmp_path / epoch_eval
+        summary = run(cfg, d)
+        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        return summary, [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+    (s_all, all_rows), (s_car, car_rows) = one("all"), one("carried")
+    assert "val_loss" in all_rows[0] and "train_loss" in all_rows[0]
+    for r in car_rows:
+        assert not {k for k in r if k.startswith(("val_", "train_", "oracle_"))
+                    and not k.startswith("val_carried_") and k != "train_running_loss"}
+    kept = [{k: v for k, v in r.items() if k in car_rows[0]} for r in all_rows]
+    assert kept == car_rows  # same losses, same carried validation, same learning rates
+    assert len({r["lr"] for r in car_rows}) > 1  # the schedule did anneal on the way
+    assert s_car["best_step"] == s_all["best_step"]
+    assert "val_loss" not in s_car and "val_carried_loss" in s_car
+    assert "val_carried acc" in _report({**s_car, "samples": []})
+    with pytest.raises(ConfigError, match="epoch_eval=carried .* needs framing.carry_state"):
+        Config(train=TrainConfig(epoch_eval="carried"))
+    with pytest.raises(ConfigError, match="epoch_eval must be all or carried"):
+        TrainConfig(epoch_eval="none")
