@@ -92,29 +92,34 @@ def test_carry_state_run_trains_and_resumes_exactly(tmp_path, monkeypatch, per_c
     assert a["rows"][-1]["train_loss"] < a["rows"][0]["train_running_loss"]  # it learns
 
 
+def carried_run(run_dir, optim: dict | None = None, **train) -> tuple[dict, list[dict]]:
+    """A small char-level carry_state run in-process: its summary and its metrics rows
+    (timings dropped)."""
+    import json
+
+    from lmjax.config import DataConfig, LoggerConfig, OptimConfig, SampleConfig, TrainConfig
+    from lmjax.train.loop import run
+
+    corpus = run_dir.parent / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(corpus_text())
+    cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
+                 framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
+                                       carry_state=True),
+                 model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
+                 optim=OptimConfig(**(optim or {})),
+                 train=TrainConfig(batch_size=8, progress=False, **train),
+                 logger=LoggerConfig(name="none"), sample=SampleConfig(length=0))
+    summary = run(cfg, run_dir)
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return summary, [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+
 def test_chunk_length_does_not_change_training(tmp_path):
     """carry_state trains the same, bit for bit, whatever the chunks are: 2 steps per jitted
     call, 3, or sized by time; the LSTM state runs on across chunk boundaries."""
-    import json
-
-    from lmjax.config import DataConfig, LoggerConfig, SampleConfig, TrainConfig
-    from lmjax.train.loop import run
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(corpus_text())
-
     def one(per_call):
-        cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
-                     framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
-                                           carry_state=True),
-                     model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
-                     train=TrainConfig(epochs=2, batch_size=8, steps_per_call=per_call,
-                                       progress=False),
-                     logger=LoggerConfig(name="none"), sample=SampleConfig(length=0))
-        d = tmp_path / f"run{per_call}"
-        run(cfg, d)
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+        return carried_run(tmp_path / f"run{per_call}", epochs=2, steps_per_call=per_call)[1]
 
     two, three, auto = one(2), one(3), one(0)
     assert two == three == auto
@@ -141,28 +146,13 @@ def test_epoch_eval_carried_trains_the_same(tmp_path):
     """train.epoch_eval=carried evaluates the carried validation alone: the run trains exactly
     as with epoch_eval=all (the plateau schedule and the best checkpoint follow the carried
     validation either way), logs no train_*/block val_* metrics, and its summary prints."""
-    import json
-
     from experiments.run import _report
-    from lmjax.config import DataConfig, LoggerConfig, OptimConfig, SampleConfig, TrainConfig
-    from lmjax.train.loop import run
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(corpus_text())
+    from lmjax.config import TrainConfig
 
     def one(epoch_eval):
-        cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
-                     framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
-                                           carry_state=True),
-                     model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
-                     optim=OptimConfig(name="sgd", lr=30.0, schedule="plateau"),
-                     train=TrainConfig(epochs=4, batch_size=8, steps_per_call=3,
-                                       epoch_eval=epoch_eval, progress=False),
-                     logger=LoggerConfig(name="none"), sample=SampleConfig(length=0))
-        d = tmp_path / epoch_eval
-        summary = run(cfg, d)
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        return summary, [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+        return carried_run(tmp_path / epoch_eval, {"name": "sgd", "lr": 30.0,
+                                                   "schedule": "plateau"},
+                           epochs=4, steps_per_call=3, epoch_eval=epoch_eval)
 
     (s_all, all_rows), (s_car, car_rows) = one("all"), one("carried")
     assert "val_loss" in all_rows[0] and "train_loss" in all_rows[0]
