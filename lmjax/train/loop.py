@@ -376,7 +376,7 @@ class _Training:
     def _evaluate(self, state: TrainState) -> tuple[dict, dict, float | None, float | None]:
         """The train and (block-wise) validation metrics and their oracles; empty and None
         with train.epoch_eval=carried."""
-        if self.train_eval is None or self.valid_eval is None:
+        if self.train_eval is None or self.valid_eval is None:  # both or neither
             return {}, {}, None, None
         level = self.cfg.framing.token_level
         tm = finalize(self.train_eval(state.params), level)

@@ -92,9 +92,10 @@ def test_carry_state_run_trains_and_resumes_exactly(tmp_path, monkeypatch, per_c
     assert a["rows"][-1]["train_loss"] < a["rows"][0]["train_running_loss"]  # it learns
 
 
-def carried_run(run_dir, optim: dict | None = None, **train) -> tuple[dict, list[dict]]:
+def carried_run(run_dir, optim: dict | None = None, data: dict | None = None,
+                **train) -> tuple[dict, list[dict]]:
     """A small char-level carry_state run in-process: its summary and its metrics rows
-    (timings dropped)."""
+    (timings dropped). ``optim``, ``data``: OptimConfig / DataConfig keys."""
     import json
 
     from lmjax.config import DataConfig, LoggerConfig, OptimConfig, SampleConfig, TrainConfig
@@ -103,7 +104,7 @@ def carried_run(run_dir, optim: dict | None = None, **train) -> tuple[dict, list
     corpus = run_dir.parent / "corpus.txt"
     if not corpus.exists():
         corpus.write_text(corpus_text())
-    cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2),
+    cfg = Config(data=DataConfig(name="file", path=str(corpus), valid_frac=0.2, **(data or {})),
                  framing=FramingConfig(name="sequence", level="char", seq_len=8, step=0,
                                        carry_state=True),
                  model=ModelConfig(embed_size=8, hidden_size=16, dropout=0.1),
@@ -169,3 +170,8 @@ def test_epoch_eval_carried_trains_the_same(tmp_path):
         Config(train=TrainConfig(epoch_eval="carried"))
     with pytest.raises(ConfigError, match="epoch_eval must be all or carried"):
         TrainConfig(epoch_eval="none")
+    # sharded data has no carried validation: refused before the run dir is made
+    with pytest.raises(ConfigError, match="epoch_eval=carried: sharded data"):
+        carried_run(tmp_path / "sharded", data={"shard": "devices"}, epochs=1,
+                    epoch_eval="carried")
+    assert not (tmp_path / "sharded").exists()
