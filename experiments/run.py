@@ -97,6 +97,9 @@ def _test_lines(s: dict) -> list[str]:
         line = (f"  test (step {s['test_step']}, best validation; one stream): {metric} "
                 f"{num(s[metric])}  test_loss {num(s['test_loss'])}  "
                 f"test_tokens {num(s['test_tokens'])}  test_oov_rate {num(s['test_oov_rate'])}")
+        cache = metric.replace("test_", "test_cache_")
+        if cache in s:  # model.cache_window > 0: the same tokens, the LSTM with its cache
+            line += f"\n  with the continuous cache: {cache} {num(s[cache])}"
         return [line] + ([f"  ({s['test_note']})"] if s.get("test_note") else [])
     return [f"  test: {s['test_note']}"] if s.get("test_note") else []
 

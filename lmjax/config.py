@@ -154,8 +154,18 @@ class ModelConfig:
     # keras: Keras' initialisers (the tutorials'); torch: PyTorch's word_language_model's
     # (embedding and output weights U(-0.1, 0.1), LSTM U(-1/sqrt(H), 1/sqrt(H)))
     init: str = "keras"
+    # a continuous cache over the last cache_window positions when a stream is scored (0: off;
+    # lmjax/train/cache.py, docs/metrics.md): end-of-run test_cache_*, experiments.score
+    cache_window: int = 0
+    cache_theta: float = 0.6
+    cache_lambda: float = 0.2
 
     def __post_init__(self) -> None:
+        _require(self.cache_window >= 0,
+                 f"model.cache_window must be >= 0 (0 turns the cache off), got {self.cache_window}")
+        _require(self.cache_theta > 0, f"model.cache_theta must be > 0, got {self.cache_theta}")
+        _require(0.0 <= self.cache_lambda <= 1.0,
+                 f"model.cache_lambda must be in [0, 1], got {self.cache_lambda}")
         _require(self.embed_size >= 0, f"model.embed_size must be >= 0, got {self.embed_size}")
         _positive("model.hidden_size", self.hidden_size)
         _positive("model.num_layers", self.num_layers)
@@ -365,6 +375,7 @@ _NOT_TRAINING = frozenset({
     "train.test_max_tokens",  # end-of-run scoring only
     "train.epoch_eval",  # what is evaluated, not how it trains (the schedule follows the
     # carried validation either way: epoch_eval=carried needs it)
+    "model.cache_window", "model.cache_theta", "model.cache_lambda",  # stream scoring only
 })
 # Keys a resumed run may change: the above, plus how long to train, the name, the samples,
 # logging and where corpora live (checkpoints record the corpus text's sha256 instead).

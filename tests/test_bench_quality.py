@@ -127,6 +127,13 @@ def test_command_writes_both_sides(tmp_path):
     assert res["regularized_vs_torch"] == pytest.approx(
         rg["test_perplexity"] / res["torch"]["test_perplexity"])
     assert "wordlm_regularized" in md
+    # its continuous cache: scored beside the LSTM's own figure, the reference's left without
+    assert rg["cache"] == {"window": 2000, "theta": 0.6, "lam": 0.2}
+    assert 1 < rg["test_cache_perplexity"] < res["vocab_size"]
+    assert rg["test_cache_perplexity"] != pytest.approx(rg["test_perplexity"], rel=1e-4)
+    assert res["regularized_cache_vs_torch"] == pytest.approx(
+        rg["test_cache_perplexity"] / res["torch"]["test_perplexity"])
+    assert "test_cache_perplexity" not in lj and "with its continuous cache" in md
     score = subprocess.run([sys.executable, "-m", "experiments.score",
                             f"run={res['lmjax']['run_dir']}", "checkpoint=best",
                             f"file={files['test']}", "context=stream"],
@@ -160,6 +167,8 @@ def test_presets_hold_the_reference_defaults_and_the_regularized_recipe():
     assert (ref.data.tokenizer, ref.data.eos, ref.data.vocab) == ("whitespace", True, "all")
     r = reg.model
     assert r.tie_embeddings and r.dropout == 0 and r.locked_dropout > 0 and r.weight_drop > 0
+    assert (r.cache_window, r.cache_theta, r.cache_lambda) == (2000, 0.6, 0.2)
+    assert m.cache_window == 0  # the reference scores its LSTM alone
     assert reg.train.time_budget_s == 900 and reg.optim == ref.optim
 
 

@@ -165,6 +165,7 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
     from lmjax.infer.load import load_run
     from lmjax.infer.score import STREAM, heldout_next_token
     from lmjax.train import loop
+    from lmjax.train.cache import CacheSpec
 
     epochs: list[dict] = []
     t0 = time.perf_counter()
@@ -191,7 +192,8 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
     wall = epochs[-1]["bench_wall_seconds"] if epochs else time.perf_counter() - t0
     t1 = time.perf_counter()
     best = load_run(run_dir, "best")
-    test = heldout_next_token(best, read_text_file(cfg.data.test), STREAM)
+    cache = CacheSpec.from_model(cfg.model)  # wordlm_regularized's continuous cache
+    test = heldout_next_token(best, read_text_file(cfg.data.test), STREAM, cache=cache)
     test_s = time.perf_counter() - t1
     out = {"epochs": epochs, "wall_seconds": wall, "test_seconds": test_s,
            "train_seconds": summary.get("train_seconds"), "best_step": int(best.state.step),
@@ -200,6 +202,9 @@ def run_lmjax(cfg: Config, run_dir: Path, stream_valid: bool,
            "run_dir": str(run_dir), "params": summary.get("params"),
            # the run's own end-of-run test score, where the training loop computes one
            "summary_test_perplexity": summary.get("test_perplexity")}
+    if cache is not None:  # the same tokens, the LSTM with its continuous cache
+        out["test_cache_perplexity"] = test["cache"]["perplexity"]
+        out["cache"] = dataclasses.asdict(cache)
     if stream_valid:  # every epoch's checkpoint on the whole valid text, state carried
         valid = read_text_file(cfg.data.valid)
         for rec in epochs:
@@ -284,6 +289,9 @@ def run_quality(qc: QualityConfig, cfg: Config, out: Path,
         res["speedup"] = tc["wall_seconds"] / lj["wall_seconds"]
     if rg and tc:
         res["regularized_vs_torch"] = rg["test_perplexity"] / tc["test_perplexity"]
+        if rg.get("test_cache_perplexity") is not None:
+            res["regularized_cache_vs_torch"] = (rg["test_cache_perplexity"]
+                                                 / tc["test_perplexity"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(res, indent=2, default=str))
     (out / "quality.md").write_text(markdown(res))
@@ -313,8 +321,10 @@ def markdown(res: dict) -> str:
     rg = res.get("regularized") or {}
     for name, side in (("lmjax", lj), ("torch", tc), ("lmjax wordlm_regularized", rg)):
         if side:
-            lines.append(f"* {name}: test perplexity {num(side['test_perplexity'])} over "
-                         f"{num(side['test_tokens'])} tokens; training + validation "
+            cache = (f" (with its continuous cache: {num(side['test_cache_perplexity'])})"
+                     if side.get("test_cache_perplexity") is not None else "")
+            lines.append(f"* {name}: test perplexity {num(side['test_perplexity'])}{cache} "
+                         f"over {num(side['test_tokens'])} tokens; training + validation "
                          f"{num(side['wall_seconds'])} s, test {num(side['test_seconds'])} s")
     if res.get("torch_note"):
         lines.append(f"* torch: {res['torch_note']}")
@@ -326,4 +336,8 @@ def markdown(res: dict) -> str:
                      f"{len(rg['epochs'])} epochs) / torch test perplexity: "
                      f"{res['regularized_vs_torch']:.4f} "
                      f"({100 * (1 - res['regularized_vs_torch']):.1f}% lower)")
+    if "regularized_cache_vs_torch" in res:
+        r = res["regularized_cache_vs_torch"]
+        lines.append(f"* wordlm_regularized with its continuous cache / torch test perplexity: "
+                     f"{r:.4f} ({100 * (1 - r):.1f}% lower)")
     return "\n".join(lines) + "\n"

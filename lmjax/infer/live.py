@@ -105,7 +105,7 @@ class StreamSteps:
         st = np.concatenate(states + [states[0]] * (width - b), axis=2)  # (L, 2, width, H)
         x = np.full((width, 1), PAD_ID, np.int32)
         x[:b, 0] = ids
-        logp, final = self.loaded.steps.stream(self.loaded.params, st, x)
+        logp, final, _ = self.loaded.steps.stream(self.loaded.params, st, x)
         final = np.asarray(final)
         return (np.asarray(logp)[0, :b],
                 [final[:, :, i:i + 1] for i in range(b)])

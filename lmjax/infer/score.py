@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lmjax.data.vocab import PAD_ID, UNK_ID, Vocab
 from lmjax.errors import DataError
 from lmjax.train import stream as train_stream
+from lmjax.train.cache import CacheSpec
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, T) int32 ids -> (B, V) log-probabilities
 Progress = Callable[[int, int], None]  # progress(done, total) after each batch of predictions
@@ -131,7 +132,8 @@ def score_text(predict: PredictFn, vocab: Vocab, text: str, width: int,
 
 
 def heldout_next_token(loaded, text: str, context: int | str | None = None, history: str = "",
-                       batch_size: int = 1024, progress: Progress | None = None) -> dict:
+                       batch_size: int = 1024, progress: Progress | None = None,
+                       cache: CacheSpec | None = None) -> dict:
     """Next-token accuracy and bits per char (char) or perplexity (word) on a held-out text.
 
     Every position of ``text`` is predicted once, from up to ``context`` previous tokens
@@ -144,16 +146,20 @@ def heldout_next_token(loaded, text: str, context: int | str | None = None, hist
     ``perplexity`` (unknown targets scored as ``<unk>``), ``tokens`` (scored), ``log_prob``,
     ``unknown`` (targets not in the vocabulary), ``oov_rate`` and ``perplexity_in_vocab`` /
     ``bits_per_char_in_vocab`` (over the in-vocabulary targets only). ``progress(done, total)``
-    is called after each batch.
+    is called after each batch. ``cache`` (``context="stream"`` only): the same summary of the
+    LSTM with a continuous cache (:mod:`lmjax.train.cache`) under the key ``"cache"``.
     """
+    if cache is not None and context != STREAM:
+        raise ValueError("a continuous cache needs context=stream")
     if context == STREAM:
         # a character tail first (a word is < 100 chars here), then the last tokens of it
         hist = loaded.vocab.tokenize_text(history[-100 * STREAM_WARMUP:])[-STREAM_WARMUP:] \
             if history else []
         ids = loaded.vocab.encode(hist + loaded.vocab.tokenize_text(text))
         start = len(hist) if hist else 1
-        lp, ok = stream_logprobs(loaded, ids, start, progress=progress)
-        return _summary(loaded.vocab.level, lp, ok, ids[start:] != UNK_ID)
+        return train_stream.score_stream(loaded.steps.stream, loaded.params,
+                                         loaded.model.zero_state, loaded.vocab.level, ids,
+                                         start, progress, cache)
     ctx = loaded.seq_len if context is None else int(context)
     if history:
         history = history[-ctx:] if loaded.vocab.level == "char" else history

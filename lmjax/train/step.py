@@ -183,10 +183,11 @@ class Steps:
 
     def _stream(self, params: Any, lstm_state: jax.Array, inputs: jax.Array):
         """Stateful scoring: inputs (B, T) continuing from ``lstm_state`` (L, 2, B, H) ->
-        (log-probabilities (T, B, V) of the token after each position, the final state)."""
+        (log-probabilities (T, B, V) of the token after each position, the final state, the
+        top-layer outputs (T, B, H) that the continuous cache keeps)."""
         model = nnx.merge(self.graphdef, params)
-        logits, final = model.run(inputs, lstm_state)
-        return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), final
+        h, final = model.hidden_states(inputs, None, lstm_state)
+        return jax.nn.log_softmax(model.logits(h).astype(jnp.float32), axis=-1), final, h
 
 
 def init_state(params: Any, tx: optax.GradientTransformation, key: jax.Array,

@@ -6,6 +6,8 @@ The one implementation behind ``experiments.score ... context=stream``
 in chunks of ``chunk`` tokens with the state carried from chunk to chunk, so token ``i >= start``
 is predicted from all of ``ids[:i]``. A target outside the vocabulary is the id of ``<unk>`` and
 is scored as ``<unk>`` (the model's probability of ``<unk>``); :func:`summarize` counts them.
+With a :class:`~lmjax.train.cache.CacheSpec` the same pass also scores the tokens with the
+LSTM's continuous cache (``cache``; ``test_cache_*``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,46 @@ from typing import Any, Callable
 import numpy as np
 
 from lmjax.data.vocab import PAD_ID, UNK_ID
+from lmjax.train.cache import CacheSpec, ContinuousCache
 
 Progress = Callable[[int, int], None]  # progress(done, total) after each chunk
-# (params, state (L, 2, 1, H), inputs (1, T)) -> (log-probabilities (T, 1, V), final state)
-StreamFn = Callable[[Any, Any, np.ndarray], tuple[Any, Any]]
+# (params, state (L, 2, 1, H), inputs (1, T)) -> (log-probabilities (T, 1, V), final state,
+# top-layer outputs (T, 1, H))
+StreamFn = Callable[[Any, Any, np.ndarray], tuple[Any, Any, Any]]
+
+
+def _scored(stream: StreamFn, params: Any, zero_state: Callable[[int], Any], ids: np.ndarray,
+            start: int, chunk: int, progress: Progress | None, cache: CacheSpec | None
+            ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(lp, ok)] of the LSTM, then of the cache mixture when ``cache`` is given."""
+    if start < 1:
+        raise ValueError(f"start must be >= 1 (the first token has no context), got {start}")
+    ids = np.asarray(ids, np.int32)
+    n_out = 1 if cache is None else 2
+    if len(ids) - start <= 0:
+        return [(np.zeros(0, np.float32), np.zeros(0, bool))] * n_out
+    x, y = ids[:-1], ids[1:]  # x[j] is followed by y[j] = ids[j + 1]
+    state = zero_state(1)
+    mixer = None if cache is None else ContinuousCache(cache)
+    out: list[tuple[list, list]] = [([], []) for _ in range(n_out)]
+    for a in range(0, len(x), chunk):
+        xb = x[a:a + chunk]
+        m = len(xb)
+        if m < chunk:  # one shape: one compilation (the padded tail's state is never used)
+            xb = np.concatenate([xb, np.full(chunk - m, PAD_ID, np.int32)])
+        logp, state, h = stream(params, state, xb[None, :])
+        logp, yb = np.asarray(logp)[:m, 0], y[a:a + m]
+        lp = logp[np.arange(m), yb]
+        pairs = [(lp, lp >= logp.max(axis=1))]
+        if mixer is not None:
+            pairs.append(mixer.mix(logp, np.asarray(h)[:m, 0], yb))
+        for (lps, oks), (lp_, ok_) in zip(out, pairs):
+            lps.append(lp_)
+            oks.append(ok_)
+        if progress is not None:
+            progress(a + m, len(x))
+    return [(np.concatenate(lps)[start - 1:], np.concatenate(oks)[start - 1:])
+            for lps, oks in out]
 
 
 def stream_logprobs(stream: StreamFn, params: Any, zero_state: Callable[[int], Any],
@@ -28,29 +66,17 @@ def stream_logprobs(stream: StreamFn, params: Any, zero_state: Callable[[int], A
     """Log-probability of ``ids[i]`` for every ``i >= start`` given all of ``ids[:i]``, and
     whether it ranked first (ties count as right). ``stream``: ``Steps.stream``;
     ``zero_state(batch)``: the model's zero LSTM state."""
-    if start < 1:
-        raise ValueError(f"start must be >= 1 (the first token has no context), got {start}")
-    ids = np.asarray(ids, np.int32)
-    n = len(ids) - start
-    if n <= 0:
-        return np.zeros(0, np.float32), np.zeros(0, bool)
-    x, y = ids[:-1], ids[1:]  # x[j] is followed by y[j] = ids[j + 1]
-    state = zero_state(1)
-    lps, oks = [], []
-    for a in range(0, len(x), chunk):
-        xb = x[a:a + chunk]
-        m = len(xb)
-        if m < chunk:  # one shape: one compilation (the padded tail's state is never used)
-            xb = np.concatenate([xb, np.full(chunk - m, PAD_ID, np.int32)])
-        logp, state = stream(params, state, xb[None, :])
-        logp = np.asarray(logp)[:m, 0]
-        lp = logp[np.arange(m), y[a:a + m]]
-        lps.append(lp)
-        oks.append(lp >= logp.max(axis=1))
-        if progress is not None:
-            progress(a + m, len(x))
-    lp, ok = np.concatenate(lps), np.concatenate(oks)
-    return lp[start - 1:], ok[start - 1:]
+    return _scored(stream, params, zero_state, ids, start, chunk, progress, None)[0]
+
+
+def stream_logprobs_cached(stream: StreamFn, params: Any, zero_state: Callable[[int], Any],
+                           ids: np.ndarray, cache: CacheSpec, start: int = 1, chunk: int = 256,
+                           progress: Progress | None = None
+                           ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """:func:`stream_logprobs` of the LSTM alone and of the LSTM with a continuous cache
+    (:mod:`lmjax.train.cache`), from one pass: ((lp, ok), (cache_lp, cache_ok))."""
+    plain, cached = _scored(stream, params, zero_state, ids, start, chunk, progress, cache)
+    return plain, cached
 
 
 def per_token(level: str, lp: np.ndarray) -> float | None:
@@ -75,20 +101,35 @@ def summarize(level: str, lp: np.ndarray, ok: np.ndarray, known: np.ndarray) -> 
 
 
 def score_stream(stream: StreamFn, params: Any, zero_state: Callable[[int], Any], level: str,
-                 ids: np.ndarray, start: int = 1, progress: Progress | None = None) -> dict:
-    """:func:`summarize` of :func:`stream_logprobs` over ``ids[start:]``."""
+                 ids: np.ndarray, start: int = 1, progress: Progress | None = None,
+                 cache: CacheSpec | None = None) -> dict:
+    """:func:`summarize` of :func:`stream_logprobs` over ``ids[start:]``; with ``cache``, the
+    summary of the cache mixture under the key ``"cache"`` too (the same pass)."""
     ids = np.asarray(ids, np.int32)
-    lp, ok = stream_logprobs(stream, params, zero_state, ids, start, progress=progress)
-    return summarize(level, lp, ok, ids[start:] != UNK_ID)
+    known = ids[start:] != UNK_ID
+    if cache is None:
+        lp, ok = stream_logprobs(stream, params, zero_state, ids, start, progress=progress)
+        return summarize(level, lp, ok, known)
+    (lp, ok), (clp, cok) = stream_logprobs_cached(stream, params, zero_state, ids, cache, start,
+                                                  progress=progress)
+    return dict(summarize(level, lp, ok, known), cache=summarize(level, clp, cok, known))
 
 
 def test_metrics(s: dict, level: str) -> dict:
     """A stream score (:func:`score_stream`) as summary.json's ``test_*`` keys: ``test_loss``
     (mean NLL in nats), ``test_perplexity`` (word) or ``test_bits_per_char`` (char),
-    ``test_tokens`` (scored, unknown ones included), ``test_oov_rate``, ``test_accuracy``."""
+    ``test_tokens`` (scored, unknown ones included), ``test_oov_rate``, ``test_accuracy``; with
+    a cache, ``test_cache_loss``, ``test_cache_perplexity`` / ``test_cache_bits_per_char`` and
+    ``test_cache_accuracy`` (the LSTM with its continuous cache, the same tokens)."""
     n = s["tokens"]
     metric = "bits_per_char" if level == "char" else "perplexity"
-    return {"test_loss": -s["log_prob"] / n if n else None, f"test_{metric}": s[metric],
-            "test_tokens": n, "test_oov_rate": s["oov_rate"],
-            f"test_{metric}_in_vocab": s[f"{metric}_in_vocab"],
-            "test_accuracy": s["next_token_accuracy"]}
+    out = {"test_loss": -s["log_prob"] / n if n else None, f"test_{metric}": s[metric],
+           "test_tokens": n, "test_oov_rate": s["oov_rate"],
+           f"test_{metric}_in_vocab": s[f"{metric}_in_vocab"],
+           "test_accuracy": s["next_token_accuracy"]}
+    if "cache" in s:
+        c = s["cache"]
+        out.update({"test_cache_loss": -c["log_prob"] / n if n else None,
+                    f"test_cache_{metric}": c[metric],
+                    "test_cache_accuracy": c["next_token_accuracy"]})
+    return out

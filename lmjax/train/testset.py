@@ -5,7 +5,9 @@ Every run with a test split (``data.test`` with ``data=files``, or ``data.test_f
 ``test_tokens`` and ``test_oov_rate`` (docs/metrics.md): the test text tokenized as training read
 it, run through the LSTM as one stream of batch 1 (the state carried from token to token), every
 token after the first scored, an out-of-vocabulary target scored as ``<unk>``. The same numbers
-as ``python -m experiments.score run=RUN file=TEST context=stream checkpoint=best``.
+as ``python -m experiments.score run=RUN file=TEST context=stream checkpoint=best``. With
+``model.cache_window`` > 0 the same pass also gives ``test_cache_*``: the LSTM with a continuous
+cache (:mod:`lmjax.train.cache`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Callable, Iterable
 import jax
 
 from lmjax.config import Config
+from lmjax.train.cache import CacheSpec
 from lmjax.train.parallel import local_copy
 from lmjax.train.resume import Position
 from lmjax.train.step import Steps, TrainState, zero_lstm
@@ -76,7 +79,7 @@ def score_test(cfg: Config, data: Any, state: TrainState, steps: Steps, pos: Pos
         ids = ids[:cap + 1]  # the first token has no context: cap tokens scored
     progress = progress_log(f"test metrics (step {best})", cfg.train.log_every_s)
     s = score_stream(steps.stream, params, lambda b: zero_lstm(steps.graphdef, params, b),
-                     level, ids, progress=progress)
+                     level, ids, progress=progress, cache=CacheSpec.from_model(cfg.model))
     out = dict(test_metrics(s, level), test_step=best)
     if why:
         out["test_note"] = why

@@ -24,7 +24,7 @@ def fresh(loaded, text, method="beam", n=5):
     ids = [int(i) for i in v.encode(list(START + text))]
     state = loaded.model.zero_state(1)
     for i in ids:  # one shape: one compilation
-        logp, state = loaded.steps.stream(loaded.params, state, np.asarray([[i]], np.int32))
+        logp, state, _ = loaded.steps.stream(loaded.params, state, np.asarray([[i]], np.int32))
     scorer = StreamScorer(_steps(loaded), np.asarray(state), np.asarray(logp)[-1, 0])
     from lmjax.infer.complete import partial_word
     fn = beam_words if method == "beam" else tutorial_words

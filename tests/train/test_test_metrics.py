@@ -1,6 +1,7 @@
 """End-of-run test metrics (the best-validation checkpoint scored on the whole test text as one
 stream) and the carried validation of framing.carry_state (docs/metrics.md)."""
 
+import dataclasses
 import json
 import math
 
@@ -39,6 +40,9 @@ def word_run(tmp_path_factory):
     (base / "valid.txt").write_text(_lines(rng, 40))
     (base / "test.txt").write_text(_lines(rng, 8) + "zebra cat sat\n")
     cfg = _word_cfg(base)
+    # a continuous cache: test_cache_* beside test_* (training is the same without it)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, cache_window=50, cache_theta=1.0, cache_lambda=0.3))
     summary = run(cfg, base / "run")
     return base, cfg, summary
 
@@ -50,13 +54,45 @@ def _stream_score(run_dir, text, checkpoint):
     return heldout_next_token(load_run(run_dir, checkpoint), text, STREAM)
 
 
-def _score_cli(run_dir, path, capsys):
+def _score_cli(run_dir, path, capsys, *extra):
     from experiments import score
 
-    score.main([f"run={run_dir}", f"file={path}", "context=stream", "checkpoint=best"])
+    score.main([f"run={run_dir}", f"file={path}", "context=stream", "checkpoint=best", *extra])
     out = capsys.readouterr().out.split()
     return {k: float(out[out.index(k) + 1]) for k in ("tokens", "perplexity", "bits_per_char",
-                                                       "log_prob") if k in out}
+                                                       "log_prob", "cache_perplexity",
+                                                       "cache_log_prob") if k in out}
+
+
+def test_cache_metrics_equal_score_stream_with_the_runs_cache(word_run, capsys):
+    base, _, s = word_run
+    for k in ("test_cache_loss", "test_cache_perplexity", "test_cache_accuracy"):
+        assert s[k] is not None, k
+    assert math.exp(s["test_cache_loss"]) == pytest.approx(s["test_cache_perplexity"], rel=1e-9)
+    # a 20-word vocabulary repeats within 50 positions: the cache changes every figure
+    assert abs(s["test_cache_perplexity"] / s["test_perplexity"] - 1) > 1e-3
+    printed = _score_cli(base / "run", base / "test.txt", capsys)  # the run's own cache
+    assert printed["perplexity"] == pytest.approx(s["test_perplexity"], rel=1e-3)
+    assert printed["cache_perplexity"] == pytest.approx(s["test_cache_perplexity"], rel=1e-3)
+    off = _score_cli(base / "run", base / "test.txt", capsys, "cache_window=0")
+    assert "cache_perplexity" not in off and off["perplexity"] == printed["perplexity"]
+    other = _score_cli(base / "run", base / "test.txt", capsys, "cache_lambda=0.6")
+    assert other["cache_perplexity"] != pytest.approx(printed["cache_perplexity"], rel=1e-3)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["context=0", "cache_window=100"], "cache_window: only with context=stream"),
+    (["context=stream", "cache_lambda=1.5"], "cache_lambda must be in [0, 1]"),
+    (["context=stream", "cache_window=-3"], "cache_window must be >= 0")])
+def test_score_cache_arguments_are_checked(word_run, capsys, args, needle):
+    from experiments import score
+
+    base, _, _ = word_run
+    with pytest.raises(SystemExit) as e:
+        score.main([f"run={base / 'run'}", f"file={base / 'test.txt'}", *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
 
 
 def test_word_test_metrics_equal_score_stream_of_the_best_checkpoint(word_run, capsys):
