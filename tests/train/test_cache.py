@@ -118,3 +118,18 @@ def test_cache_config_is_checked(key, value, needle):
         ModelConfig(**{key: value})
     assert CacheSpec.from_model(ModelConfig()) is None  # off by default
     assert CacheSpec.from_model(ModelConfig(cache_window=5)) == CacheSpec(5, 0.6, 0.2)
+
+
+def test_cache_keys_do_not_change_what_trains():
+    """The cache is applied when a stream is scored: a run resumed with other cache_* keys
+    continues (the fingerprints ignore them), unlike one with another dropout rate."""
+    import dataclasses
+
+    from lmjax.config import Config, ModelConfig
+
+    a = Config(model=ModelConfig(embed_size=8, hidden_size=8))
+    b = dataclasses.replace(a, model=dataclasses.replace(
+        a.model, cache_window=100, cache_theta=0.3, cache_lambda=0.5))
+    c = dataclasses.replace(a, model=dataclasses.replace(a.model, locked_dropout=0.1))
+    assert a.fingerprint() == b.fingerprint() and a.resume_fingerprint() == b.resume_fingerprint()
+    assert a.fingerprint() != c.fingerprint()
