@@ -201,6 +201,22 @@ def test_every_swept_key_is_a_column(tmp_path):
     assert "| lr |" in res["markdown"]
 
 
+def test_test_metrics_are_columns_with_the_cache_beside(tmp_path):
+    """The end-of-run test score is in the table (mean over seeds); the cached figure has a
+    column of its own, and a sweep without it gets none."""
+    for seed, (ppl, cache) in enumerate([(400.0, 300.0), (420.0, 310.0)]):
+        fake_run(tmp_path / "a" / str(seed), seed=seed, test_perplexity=ppl,
+                 test_cache_perplexity=cache)
+    report(tmp_path / "a", tmp_path / "out")
+    (row,) = csv_rows(tmp_path / "out")
+    assert row["test ppl"].startswith("410.00 ±")  # mean ± std over the two seeds
+    assert row["test ppl (cache)"].startswith("305.00 ±")
+    fake_run(tmp_path / "b" / "0", test_perplexity=400.0)
+    report(tmp_path / "b", tmp_path / "out_b")
+    (row,) = csv_rows(tmp_path / "out_b")
+    assert "test ppl" in row and "test ppl (cache)" not in row
+
+
 def test_runs_that_did_not_complete_are_listed_with_overrides_and_reason(tmp_path):
     s = tmp_path / "s"
     fake_run(s / "0", cfg={"optim.lr": 0.01}, overrides=["optim.lr=0.01", "logger=none"])

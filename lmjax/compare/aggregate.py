@@ -44,6 +44,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("val_top5_accuracy", "top-5 acc", 4, False),
     Metric("heldout_word_accuracy", "held-out word acc", 4, False),
     Metric("heldout_word_perplexity", "held-out word ppl", 2, True),
+    # the end-of-run test score (best-validation checkpoint, one stream; docs/metrics.md)
+    Metric("test_perplexity", "test ppl", 2, True),
+    Metric("test_bits_per_char", "test bpc", 4, True),
+    Metric("test_cache_perplexity", "test ppl (cache)", 2, True),
     Metric("params", "params", 0, integer=True),
     Metric("wall_seconds", "wall s", 3),
     Metric("startup_seconds", "start-up s", 3),
