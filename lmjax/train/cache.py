@@ -62,9 +62,9 @@ class ContinuousCache:
         w = np.exp(s - np.where(np.isfinite(top), top, 0.0))  # 0 where not valid
         total = w.sum(axis=1, keepdims=True)
         w = w / np.where(total > 0, total, 1.0)
-        cache = np.zeros(logp.shape, np.float64)
-        rows = np.broadcast_to(np.arange(m)[:, None], w.shape)
-        np.add.at(cache, (rows[valid], np.broadcast_to(nxt, w.shape)[valid]), w[valid])
+        v = logp.shape[1]  # cache[r, w]: the weights of row r's positions followed by w
+        cache = np.bincount((np.arange(m)[:, None] * v + nxt).ravel(), weights=w.ravel(),
+                            minlength=m * v).reshape(m, v)
         lam = np.where(total[:, 0] > 0, spec.lam, 0.0)[:, None]  # an empty cache: the LSTM alone
         p = (1.0 - lam) * np.exp(np.asarray(logp, np.float64)) + lam * cache
         pt = p[np.arange(m), y]

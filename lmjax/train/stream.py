@@ -21,6 +21,7 @@ from lmjax.data.vocab import PAD_ID, UNK_ID
 from lmjax.train.cache import CacheSpec, ContinuousCache
 
 Progress = Callable[[int, int], None]  # progress(done, total) after each chunk
+CHUNK = 256  # tokens per call: one compiled shape
 # (params, state (L, 2, 1, H), inputs (1, T)) -> (log-probabilities (T, 1, V), final state,
 # top-layer outputs (T, 1, H))
 StreamFn = Callable[[Any, Any, np.ndarray], tuple[Any, Any, Any]]
@@ -61,7 +62,7 @@ def _scored(stream: StreamFn, params: Any, zero_state: Callable[[int], Any], ids
 
 
 def stream_logprobs(stream: StreamFn, params: Any, zero_state: Callable[[int], Any],
-                    ids: np.ndarray, start: int = 1, chunk: int = 256,
+                    ids: np.ndarray, start: int = 1, chunk: int = CHUNK,
                     progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-probability of ``ids[i]`` for every ``i >= start`` given all of ``ids[:i]``, and
     whether it ranked first (ties count as right). ``stream``: ``Steps.stream``;
@@ -70,7 +71,7 @@ def stream_logprobs(stream: StreamFn, params: Any, zero_state: Callable[[int], A
 
 
 def stream_logprobs_cached(stream: StreamFn, params: Any, zero_state: Callable[[int], Any],
-                           ids: np.ndarray, cache: CacheSpec, start: int = 1, chunk: int = 256,
+                           ids: np.ndarray, cache: CacheSpec, start: int = 1, chunk: int = CHUNK,
                            progress: Progress | None = None
                            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """:func:`stream_logprobs` of the LSTM alone and of the LSTM with a continuous cache
@@ -107,12 +108,11 @@ def score_stream(stream: StreamFn, params: Any, zero_state: Callable[[int], Any]
     summary of the cache mixture under the key ``"cache"`` too (the same pass)."""
     ids = np.asarray(ids, np.int32)
     known = ids[start:] != UNK_ID
-    if cache is None:
-        lp, ok = stream_logprobs(stream, params, zero_state, ids, start, progress=progress)
-        return summarize(level, lp, ok, known)
-    (lp, ok), (clp, cok) = stream_logprobs_cached(stream, params, zero_state, ids, cache, start,
-                                                  progress=progress)
-    return dict(summarize(level, lp, ok, known), cache=summarize(level, clp, cok, known))
+    plain, *cached = _scored(stream, params, zero_state, ids, start, CHUNK, progress, cache)
+    out = summarize(level, *plain, known)
+    if cached:
+        out["cache"] = summarize(level, *cached[0], known)
+    return out
 
 
 def test_metrics(s: dict, level: str) -> dict:

@@ -130,6 +130,9 @@ def test_report_prints_the_test_metrics(word_run):
     out = _report(s)
     assert f"test_perplexity {num(s['test_perplexity'])}" in out
     assert f"test_oov_rate {num(s['test_oov_rate'])}" in out and f"step {s['best_step']}" in out
+    cache = f"with the continuous cache: test_cache_perplexity {num(s['test_cache_perplexity'])}"
+    assert cache in out
+    assert cache not in _report({k: v for k, v in s.items() if not k.startswith("test_cache")})
 
 
 def test_carried_validation_is_one_stream_per_lane(word_run):
